@@ -1,0 +1,1 @@
+"""Non-HTTP, non-durable triggers (timer, queue, blob) and the queue/blob output bindings."""
