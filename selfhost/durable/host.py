@@ -1,17 +1,37 @@
-"""Entry point of the durable engine for the rest of the runtime (owner: durable engine).
+"""Entry point of the durable engine for the rest of the runtime.
 
-INTERFACE STUB: the HTTP server and the host composition code against exactly this surface.
+Builds the SQLite store in the state folder, the engine and the management API, and produces
+the `durableClient` binding JSON the SDK's client expects (durable-protocol.md §1.3).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
 from selfhost.config import DurableConfig
-from selfhost.functions import Clock, FunctionInfo, Invoker
+from selfhost.durable.api import ManagementApi
+from selfhost.durable.engine import Engine
+from selfhost.durable.sqlite_store import SqliteStore
+from selfhost.durable.store import Store
+from selfhost.functions import ACTIVITY_TRIGGER, ORCHESTRATION_TRIGGER, Clock, FunctionInfo, Invoker
+
+
+def durable_index(functions: Sequence[FunctionInfo]) -> dict[str, FunctionInfo]:
+    """Durable name -> function; the Python name also resolves (call_activity(fn) sends it)."""
+    index: dict[str, FunctionInfo] = {}
+    for fn in functions:
+        if fn.trigger_type not in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER) or fn.disabled:
+            continue
+        index[fn.durable_name or fn.name] = fn
+    for fn in functions:
+        if fn.trigger_type in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER) and not fn.disabled and fn.python_name:
+            index.setdefault(fn.python_name, fn)
+    return index
 
 
 class DurableHost:
@@ -25,26 +45,47 @@ class DurableHost:
         state_dir: Path,
         config: DurableConfig,
         clock: Clock,
+        store: Store | None = None,
     ) -> None:
-        raise NotImplementedError
+        self.config = config
+        self.store: Store = store or SqliteStore(state_dir / "durable" / f"{config.hub_name}.sqlite3")
+        self.engine = Engine(
+            store=self.store,
+            functions=durable_index(functions),
+            invoker=invoker,
+            clock=clock,
+            max_activities=config.max_concurrent_activities,
+            max_orchestrations=config.max_concurrent_orchestrations,
+        )
+        self.api = ManagementApi(self.engine, config.hub_name)
 
     async def start(self) -> None:
-        """Open the store, recover pending work, start the dispatch loops (on the running loop)."""
-        raise NotImplementedError
+        await self.engine.start()
 
     async def stop(self) -> None:
-        raise NotImplementedError
+        await self.engine.stop()
+        self.store.close()
 
     def client_binding(self, *, public_base_url: str, rpc_base_url: str, code: str | None) -> str:
-        """The JSON string passed as the `durableClient` binding value.
-
-        public_base_url: e.g. "http://127.0.0.1:7071/runtime/webhooks/durabletask" (no slash).
-        rpc_base_url: where the SDK sends its client calls; must end with "/".
-        code: the durabletask_extension system key, appended to management URLs as `code=`.
-        """
-        raise NotImplementedError
+        base = public_base_url.rstrip("/")
+        key = f"code={quote(code)}" if code else ""
+        urls = self.api.management_urls(base, "INSTANCEID", code)
+        return json.dumps(
+            {
+                "taskHubName": self.config.hub_name,
+                "connectionName": None,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?{key}",
+                    "createAndWaitOnNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                    f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&{key}",
+                },
+                "managementUrls": urls,
+                "baseUrl": base,
+                "requiredQueryStringParameters": key,
+                "rpcBaseUrl": rpc_base_url,
+                "httpBaseUrl": None,
+            }
+        )
 
     async def handle_webhook(self, request: web.Request, subpath: str) -> web.StreamResponse:
-        """Serve one management API call; `subpath` is what follows ".../durabletask/",
-        e.g. "instances/abc" or "orchestrators/name". Auth is checked by the caller."""
-        raise NotImplementedError
+        return await self.api.handle(request, subpath)

@@ -1,0 +1,307 @@
+"""The Durable HTTP management API (`/runtime/webhooks/durabletask/...`), as the SDK client and
+people call it (durable-protocol.md §4): start, status, list, raise event, terminate, suspend,
+resume, restart, rewind, purge. Payload shapes and status codes follow the extension."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from selfhost.durable import history as h
+from selfhost.durable.engine import Engine, InstanceExists, UnknownOrchestrator
+from selfhost.durable.history import EventType, OrchestrationStatus
+from selfhost.durable.store import TERMINAL_STATUSES, Instance, InstanceQuery
+
+RUNNING_LIKE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    value = request.query.get(name)
+    return default if value is None else value.strip().lower() == "true"
+
+
+def _time(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_or_none(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_query_time(request: web.Request, name: str) -> dt.datetime | None:
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        return h.parse_time(value)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{name} is not a valid date/time: {value!r}") from exc
+
+
+class ManagementApi:
+    def __init__(self, engine: Engine, hub_name: str) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.hub = hub_name
+
+    # -- URLs --------------------------------------------------------------------------------
+
+    def management_urls(self, base: str, instance_id: str, code: str | None) -> dict[str, str]:
+        iid = quote(instance_id, safe="")
+        suffix = f"taskHub={quote(self.hub)}&connection=Storage" + (f"&code={quote(code)}" if code else "")
+        root = f"{base}/instances/{iid}"
+        return {
+            "id": instance_id,
+            "statusQueryGetUri": f"{root}?{suffix}",
+            "sendEventPostUri": f"{root}/raiseEvent/{{eventName}}?{suffix}",
+            "terminatePostUri": f"{root}/terminate?reason={{text}}&{suffix}",
+            "rewindPostUri": f"{root}/rewind?reason={{text}}&{suffix}",
+            "purgeHistoryDeleteUri": f"{root}?{suffix}",
+            "restartPostUri": f"{root}/restart?{suffix}",
+            "suspendPostUri": f"{root}/suspend?reason={{text}}&{suffix}",
+            "resumePostUri": f"{root}/resume?reason={{text}}&{suffix}",
+        }
+
+    def _accepted(self, request: web.Request, instance_id: str) -> web.Response:
+        urls = self.management_urls(_public_base(request), instance_id, _code(request))
+        urls.pop("rewindPostUri")  # the extension's own 202 omits it (§4)
+        return web.json_response(
+            urls, status=202, headers={"Location": urls["statusQueryGetUri"], "Retry-After": "10"}
+        )
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, subpath: str) -> web.StreamResponse:
+        parts = [p for p in subpath.split("/") if p]
+        method = request.method.upper()
+        if len(parts) in (2, 3) and parts[0] == "orchestrators" and method == "POST":
+            return await self._start(request, parts[1], parts[2] if len(parts) == 3 else None)
+        if parts[:1] == ["instances"]:
+            if len(parts) == 1:
+                if method == "GET":
+                    return self._list(request)
+                if method == "DELETE":
+                    return self._purge_by(request)
+            elif len(parts) == 2:
+                if method == "GET":
+                    return self._status(request, parts[1])
+                if method == "DELETE":
+                    return self._purge_one(parts[1])
+            elif method == "POST" and parts[2] in ("terminate", "suspend", "resume"):
+                return self._control(request, parts[1], parts[2])
+            elif method == "POST" and parts[2] == "raiseEvent" and len(parts) == 4:
+                return await self._raise(request, parts[1], parts[3])
+            elif method == "POST" and parts[2] == "restart":
+                return self._restart(request, parts[1])
+            elif method == "POST" and parts[2] == "rewind":
+                return self._rewind(parts[1])
+        if parts[:1] == ["entities"]:
+            return web.json_response({"Message": "Durable entities are not supported by this runtime."}, status=501)
+        raise web.HTTPNotFound()
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def _start(self, request: web.Request, name: str, instance_id: str | None) -> web.Response:
+        body = await request.read()
+        try:
+            value = json.loads(body) if body.strip() else None
+        except json.JSONDecodeError:
+            return web.json_response({"Message": "The request body is not valid JSON."}, status=400)
+        try:
+            inst = self.engine.start_new(name, instance_id, None if value is None else json.dumps(value))
+        except UnknownOrchestrator:
+            known = ", ".join(sorted(self.engine.orchestrators))
+            return web.json_response(
+                {
+                    "Message": "One or more of the arguments submitted is incorrect",
+                    "ExceptionMessage": f"The function '{name}' doesn't exist, is disabled, or is not an "
+                    f"orchestrator function. Additional info: the following are the known orchestrator "
+                    f"functions: {known}",
+                },
+                status=400,
+            )
+        except InstanceExists:
+            return web.json_response(
+                {"Message": f"An instance with ID '{instance_id}' already exists and is still running."},
+                status=409,
+            )
+        return self._accepted(request, inst.instance_id)
+
+    def status_payload(self, inst: Instance, *, show_input: bool, history: list[dict[str, Any]] | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "name": inst.name,
+            "instanceId": inst.instance_id,
+            "runtimeStatus": inst.status,
+            "input": _json_or_none(inst.input) if show_input else None,
+            "customStatus": _json_or_none(inst.custom_status),
+            "output": _json_or_none(inst.output),
+            "createdTime": _time(inst.created),
+            "lastUpdatedTime": _time(inst.updated),
+        }
+        if history is not None:
+            payload["historyEvents"] = history
+        return payload
+
+    def _status(self, request: web.Request, instance_id: str) -> web.Response:
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)  # empty body: the SDK then returns a falsy status
+        events = None
+        if _flag(request, "showHistory", False):
+            raw = [json.loads(e) for e in self.store.get_history(instance_id)]
+            events = public_history(raw, _flag(request, "showHistoryOutput", False), _flag(request, "showInput", True))
+        payload = self.status_payload(inst, show_input=_flag(request, "showInput", True), history=events)
+        if inst.status in RUNNING_LIKE:
+            location = self.management_urls(_public_base(request), instance_id, _code(request))["statusQueryGetUri"]
+            return web.json_response(payload, status=202, headers={"Location": location, "Retry-After": "5"})
+        return web.json_response(payload, status=200)
+
+    def _query(self, request: web.Request, *, paged: bool) -> InstanceQuery:
+        statuses = request.query.get("runtimeStatus")
+        top = request.query.get("top")
+        if top is not None and not top.isdigit():
+            raise web.HTTPBadRequest(text="top must be a positive integer")
+        return InstanceQuery(
+            created_from=_parse_query_time(request, "createdTimeFrom"),
+            created_to=_parse_query_time(request, "createdTimeTo"),
+            statuses=frozenset(s.strip() for s in statuses.split(",") if s.strip()) if statuses else None,
+            prefix=request.query.get("instanceIdPrefix") or None,
+            top=int(top) if (paged and top) else None,
+            continuation=(request.headers.get("x-ms-continuation-token") or None) if paged else None,
+        )
+
+    def _list(self, request: web.Request) -> web.Response:
+        found, token = self.store.query_instances(self._query(request, paged=True))
+        show_input = _flag(request, "showInput", False)
+        body = [self.status_payload(i, show_input=show_input, history=None) for i in found]
+        headers = {"x-ms-continuation-token": token} if token else {}
+        return web.json_response(body, headers=headers)
+
+    def _purge_one(self, instance_id: str) -> web.Response:
+        inst = self.store.get_instance(instance_id)
+        if inst is None or inst.status not in TERMINAL_STATUSES:
+            return web.Response(status=404)
+        return web.json_response({"instancesDeleted": self.store.purge([instance_id])})
+
+    def _purge_by(self, request: web.Request) -> web.Response:
+        if not request.query.get("createdTimeFrom"):
+            return web.json_response({"Message": "createdTimeFrom is required to purge by filter."}, status=400)
+        query = self._query(request, paged=False)
+        statuses = (query.statuses or TERMINAL_STATUSES) & TERMINAL_STATUSES
+        found, _ = self.store.query_instances(
+            InstanceQuery(query.created_from, query.created_to, frozenset(statuses), query.prefix)
+        )
+        if not found:
+            return web.Response(status=404)
+        return web.json_response({"instancesDeleted": self.store.purge([i.instance_id for i in found])})
+
+    def _control(self, request: web.Request, instance_id: str, kind: str) -> web.Response:
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)
+        if inst.status in TERMINAL_STATUSES:
+            return web.Response(status=410)
+        self.engine.control(instance_id, kind, request.query.get("reason"))
+        return web.Response(status=202)
+
+    async def _raise(self, request: web.Request, instance_id: str, name: str) -> web.Response:
+        if "json" not in request.headers.get("Content-Type", "application/json").lower():
+            return web.json_response({"Message": "Only application/json request content is supported"}, status=400)
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)
+        if inst.status in TERMINAL_STATUSES:
+            return web.Response(status=410)
+        body = await request.read()
+        try:
+            value = json.loads(body) if body.strip() else None
+        except json.JSONDecodeError:
+            return web.json_response({"Message": "The event data is not valid JSON."}, status=400)
+        self.engine.raise_event(instance_id, name, json.dumps(value))
+        return web.Response(status=202)
+
+    def _restart(self, request: web.Request, instance_id: str) -> web.Response:
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)
+        new_id = None if _flag(request, "restartWithNewInstanceId", True) else instance_id
+        try:
+            started = self.engine.start_new(inst.name, new_id, inst.input)
+        except InstanceExists:
+            return web.Response(status=410)
+        return self._accepted(request, started.instance_id)
+
+    def _rewind(self, instance_id: str) -> web.Response:
+        inst = self.store.get_instance(instance_id)
+        if inst is None:
+            return web.Response(status=404)
+        if inst.status != "Failed":
+            return web.Response(status=410)
+        return web.json_response(
+            {"Message": "Rewind is not supported by this runtime; use restart."}, status=501
+        )
+
+
+def _public_base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}/runtime/webhooks/durabletask"
+
+
+def _code(request: web.Request) -> str | None:
+    return (
+        request.query.get("code")
+        or request.headers.get("x-functions-key")
+        or request.match_info.get("token")
+        or None
+    )
+
+
+_FOLDED = {EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated}
+_HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted}
+_ID_KEYS = re.compile(r"^(EventId|IsPlayed|TaskScheduledId|TimerId)$")
+
+
+def public_history(events: list[dict[str, Any]], show_output: bool, show_input: bool) -> list[dict[str, Any]]:
+    """History as the extension shows it with showHistory=true (§4)."""
+    scheduled: dict[int, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for ev in events:
+        kind = EventType(ev["EventType"])
+        if kind in _HIDDEN:
+            continue
+        if kind in _FOLDED:
+            scheduled[ev["EventId"]] = ev
+            continue
+        item = {k: v for k, v in ev.items() if not _ID_KEYS.match(k)}
+        item["EventType"] = kind.name
+        if kind == EventType.ExecutionStarted:
+            item["FunctionName"] = item.pop("Name", None)
+            if not show_input:
+                item.pop("Input", None)
+        src = scheduled.pop(ev.get("TaskScheduledId", -1), None)
+        if src is not None:
+            item["FunctionName"] = src.get("Name")
+            item["ScheduledTime"] = src.get("Timestamp")
+            if show_input:
+                item["Input"] = src.get("Input")
+        if "Result" in item:
+            if show_output:
+                item["Result"] = _json_or_none(item["Result"])
+            else:
+                item.pop("Result")
+        if "OrchestrationStatus" in item:
+            item["OrchestrationStatus"] = OrchestrationStatus(item["OrchestrationStatus"]).name
+        out.append(item)
+    for ev in scheduled.values():  # still pending
+        out.append({"EventType": EventType(ev["EventType"]).name, "FunctionName": ev.get("Name"),
+                    "Timestamp": ev.get("Timestamp")})  # fmt: skip
+    return out
