@@ -25,6 +25,8 @@ from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import EpisodeCommit, Instance, Message, WorkItem
 
 HTTP_ACTIVITY = "BuiltIn::HttpActivity"
+# Azure limits custom status to 16 KB of UTF-16 (the extension fails the orchestration beyond it).
+CUSTOM_STATUS_LIMIT = 16 * 1024
 
 
 class ActionType:
@@ -345,11 +347,20 @@ def plan_episode(
     if inst.status == "Pending":
         inst.status = "Running"
     inst.updated = now
+    status_problem = None
     if reply.has_custom_status:
-        inst.custom_status = json.dumps(reply.custom_status)
+        text = json.dumps(reply.custom_status)
+        size = len(text.encode("utf-16-le"))
+        if size > CUSTOM_STATUS_LIMIT:
+            status_problem = (
+                f"The UTF-16 size of the JSON-serialized custom status ({size} bytes) must not exceed 16 KB "
+                f"({CUSTOM_STATUS_LIMIT} bytes); keep custom status small and put large data elsewhere."
+            )
+        else:
+            inst.custom_status = text
 
     p.retry_bookkeeping(delivered)
-    problem = reply.error or p.schedule_actions(reply.actions)
+    problem = reply.error or status_problem or p.schedule_actions(reply.actions)
     if problem is not None:
         p.fail(problem)
     else:

@@ -126,3 +126,9 @@ def test_custom_status(harness: EngineHarness) -> None:
     harness.engine.raise_event(iid, "Go", "null")
     harness.output(iid)
     assert json.loads(harness.store.get_instance(iid).custom_status) == {"step": 3}  # type: ignore[union-attr]
+
+
+def test_custom_status_over_16kb_fails_with_clear_message(harness: EngineHarness) -> None:
+    inst = harness.wait(harness.start("big_status"))
+    assert inst.status == "Failed"
+    assert "must not exceed 16 KB" in json.loads(inst.output)
