@@ -1,0 +1,140 @@
+"""The export service's settings, read once from an environment mapping and validated up front.
+
+`Settings.from_env(os.environ)` is called by the composition root at start-up, never at import
+time; a bad or missing setting raises `SettingsError` naming it, so a misconfigured app fails on
+its first request with a clear message instead of deep inside an export. Empty strings count as
+unset (app settings are often created empty). Settings hold connection strings, so their repr
+hides those values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+from shared._strict import check_container_name, check_email, check_http_url
+from shared.errors import PermanentError, ValidationError
+
+__all__ = ["Settings", "SettingsError"]
+
+DEFAULT_LOCAL_SECRETS_PATH: Final = Path(".state/secrets")
+DEFAULT_CONTAINER: Final = "exports"
+DEFAULT_SMTP_PORT: Final = 25
+
+
+class SettingsError(PermanentError):
+    """A setting is missing or invalid; `setting` is its name (never its value)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"setting {setting}: {message}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Connection string, or the blob endpoint (https://acct.blob.core.windows.net) with an
+    # identity-based connection (`AzureWebJobsStorage__accountName` / `__blobServiceUri`).
+    web_jobs_storage: str = field(repr=False)
+    key_vault_url: str | None = None
+    local_secrets_path: Path = DEFAULT_LOCAL_SECRETS_PATH
+    default_fhir_base_url: str | None = None
+    default_container: str = DEFAULT_CONTAINER
+    smtp_host: str | None = None
+    smtp_port: int = DEFAULT_SMTP_PORT
+    mail_from: str | None = None
+    admin_email: str | None = None
+    # Destinations without a secret write here: a connection string locally (Azurite), an account
+    # URL in Azure (then DefaultAzureCredential, i.e. the app's managed identity).
+    export_storage_connection: str = field(repr=False)
+
+    @property
+    def uses_key_vault(self) -> bool:
+        return self.key_vault_url is not None
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        values = {k: v.strip() for k, v in env.items() if isinstance(v, str) and v.strip()}
+        storage = _web_jobs_storage(values)
+        smtp_host = values.get("SMTP_HOST")
+        mail_from = _optional(values, "MAIL_FROM", check_email)
+        if smtp_host is not None and mail_from is None:
+            raise SettingsError("MAIL_FROM", "is required when SMTP_HOST is set")
+        return cls(
+            web_jobs_storage=storage,
+            key_vault_url=_optional(values, "KEY_VAULT_URL", _check_https_url),
+            local_secrets_path=Path(values.get("LOCAL_SECRETS_PATH", str(DEFAULT_LOCAL_SECRETS_PATH))),
+            default_fhir_base_url=_optional(values, "EXPORT_DEFAULT_FHIR_BASE_URL", check_http_url),
+            default_container=_optional(values, "EXPORT_DEFAULT_CONTAINER", check_container_name)
+            or DEFAULT_CONTAINER,
+            smtp_host=smtp_host,
+            smtp_port=_port(values, "SMTP_PORT", DEFAULT_SMTP_PORT),
+            mail_from=mail_from,
+            admin_email=_optional(values, "ADMIN_EMAIL", check_email),
+            export_storage_connection=_optional(values, "EXPORT_STORAGE_CONNECTION", _check_storage)
+            or storage,
+        )
+
+
+def _optional(values: Mapping[str, str], name: str, check: Callable[[str, str], str]) -> str | None:
+    value = values.get(name)
+    if value is None:
+        return None
+    try:
+        return check(name, value)
+    except ValidationError as exc:
+        raise SettingsError(name, exc.detail) from None
+
+
+def _web_jobs_storage(values: Mapping[str, str]) -> str:
+    if "AzureWebJobsStorage" in values:
+        return _check_storage("AzureWebJobsStorage", values["AzureWebJobsStorage"])
+    # Identity-based host storage: the Functions host reads these; we derive the blob endpoint.
+    if "AzureWebJobsStorage__blobServiceUri" in values:
+        return _check_https_url(
+            "AzureWebJobsStorage__blobServiceUri", values["AzureWebJobsStorage__blobServiceUri"]
+        )
+    if "AzureWebJobsStorage__accountName" in values:
+        return f"https://{values['AzureWebJobsStorage__accountName']}.blob.core.windows.net"
+    raise SettingsError(
+        "AzureWebJobsStorage", "is required (a connection string, or __accountName for identity)"
+    )
+
+
+def _check_storage(name: str, value: str) -> str:
+    """A connection string (`Key=Value;...` or `UseDevelopmentStorage=true`) or an account URL."""
+    if value.lower().startswith(("http://", "https://")):
+        return _check_http_url_setting(name, value)
+    pairs = [part.partition("=") for part in value.split(";") if part]
+    if not pairs or any(not key or not sep for key, sep, _ in pairs):
+        # Never echo the value: it holds an account key.
+        raise SettingsError(name, "must be a storage connection string or an account URL")
+    return value
+
+
+def _check_https_url(name: str, value: str) -> str:
+    if urlsplit(value).scheme != "https":
+        raise SettingsError(name, "must be an https URL")
+    return _check_http_url_setting(name, value)
+
+
+def _check_http_url_setting(name: str, value: str) -> str:
+    try:
+        return check_http_url(name, value)
+    except ValidationError as exc:
+        raise SettingsError(name, exc.detail) from None
+
+
+def _port(values: Mapping[str, str], name: str, default: int) -> int:
+    text = values.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise SettingsError(name, "must be a port number between 1 and 65535")
+    return int(text)

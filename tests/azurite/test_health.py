@@ -1,0 +1,26 @@
+"""shared.health against a real Azurite: the probe the health endpoint runs, without fakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.health import OK, check_health, check_storage
+from tests.support.azurite import Azurite
+
+pytestmark = pytest.mark.azurite
+
+
+def test_storage_check_passes_against_azurite(azurite: Azurite) -> None:
+    assert check_storage(azurite.connection_string) == OK
+
+
+def test_health_is_ok_with_azurite_as_host_storage(azurite: Azurite) -> None:
+    report = check_health({"AzureWebJobsStorage": azurite.connection_string})
+
+    assert report.to_json() == {"status": "ok", "checks": {"runtime": OK, "settings": OK, "storage": OK}}
+
+
+def test_wrong_account_key_is_reported_as_an_authorization_failure(azurite: Azurite) -> None:
+    wrong_key = azurite.connection_string.replace("AccountKey=Eby8", "AccountKey=Xby8")
+
+    assert check_storage(wrong_key) == "error: http 403 AuthorizationFailure"
