@@ -1,0 +1,213 @@
+"""Composition root of the runtime: `Runtime` wires the parts of one host together, in order.
+
+From an indexed app, its config and keys: one thread pool and one `HostInvoker` bound to the
+running loop, the durable engine (only if the app has a durable trigger or client binding),
+the HTTP server, then one trigger listener per timer/queue/blob function. `stop()` undoes this
+in reverse. The triggers' `LISTENERS` and `make_output_handlers` are imported lazily so the
+runtime works before (and without) them. The OS-process side (lock, settings, signals, exit
+codes) is `selfhost.process`. Nothing here knows about exports or any particular app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+from selfhost.admin_invoke import make_admin_invoke
+from selfhost.config import HostConfig
+from selfhost.functions import HTTP_TRIGGER, Clock, SystemClock
+from selfhost.http.server import HttpServer, max_body_bytes_from_env
+from selfhost.indexing import DURABLE_TRIGGERS, IndexedApp
+from selfhost.invoker import HostInvoker
+from selfhost.keys import HostKeys
+from selfhost.triggers.base import OutputHandler, TriggerListener
+
+__all__ = ["THREAD_PREFIX", "Runtime"]
+
+log = logging.getLogger(__name__)
+
+THREAD_PREFIX = "selfhost-fn"
+
+
+class Runtime:
+    """The running parts of one host; `start()`/`stop()` must be awaited on the host loop."""
+
+    def __init__(
+        self, config: HostConfig, indexed: IndexedApp, keys: HostKeys, *, clock: Clock | None = None
+    ) -> None:
+        self.config = config
+        self.indexed = indexed
+        self.keys = keys
+        self.clock: Clock = clock or SystemClock()
+        threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
+        self.executor = ThreadPoolExecutor(
+            max_workers=int(threads) if threads.isdigit() and int(threads) > 0 else None,
+            thread_name_prefix=THREAD_PREFIX,
+        )
+        self.invoker: HostInvoker | None = None
+        self.durable: Any = None  # selfhost.durable.host.DurableHost, imported only when needed
+        self.http: HttpServer | None = None
+        self.listeners: dict[str, TriggerListener] = {}
+        self.output_handlers: Mapping[str, OutputHandler] = {}
+
+    async def start(self) -> None:
+        functions = self.indexed.functions
+        self.output_handlers = _output_handlers(self.config)
+        self.invoker = HostInvoker(
+            executor=self.executor,
+            output_handlers=self.output_handlers,
+            client_binding_provider=self._client_binding if self.indexed.uses_durable else None,
+            function_timeout_s=self.config.function_timeout_s,
+            function_directory=str(self.config.app_root),
+            loop=asyncio.get_running_loop(),
+        )
+        if self.indexed.uses_durable:
+            await self._start_durable()
+        self.listeners = self._make_listeners()
+        self.http = HttpServer(
+            functions=functions,
+            keys=self.keys,
+            invoker=self.invoker,
+            route_prefix=self.config.route_prefix,
+            port=self.config.port,
+            host_id=self.config.host_id,
+            durable=self.durable,
+            admin_invoke=make_admin_invoke(self.invoker, self.listeners),
+            max_body_bytes=max_body_bytes_from_env(dict(os.environ)),
+        )
+        await self.http.start()
+        for name, listener in self.listeners.items():
+            try:
+                await listener.start()
+            except Exception:  # noqa: BLE001 - one bad trigger (e.g. storage down) must not stop the host
+                log.exception(
+                    "The listener for function '%s' failed to start; the function will not run", name
+                )
+
+    async def stop(self) -> None:
+        for name, listener in reversed(list(self.listeners.items())):
+            try:
+                await listener.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the other parts
+                log.exception("Stopping the listener for '%s' failed", name)
+        if self.http is not None:
+            await self.http.stop()
+        if self.durable is not None:
+            try:
+                await self.durable.stop()
+            except Exception:  # noqa: BLE001 - keep shutting down
+                log.exception("Stopping the durable engine failed")
+        # The handlers share one set of storage clients: closing through one closes them all.
+        closer = next(
+            (getattr(h, "aclose", None) for h in self.output_handlers.values() if hasattr(h, "aclose")), None
+        )
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - keep shutting down
+                log.exception("Closing the output binding clients failed")
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _start_durable(self) -> None:
+        try:
+            from selfhost.durable.host import DurableHost
+
+            durable = DurableHost(
+                functions=self.indexed.functions,
+                invoker=self._require_invoker(),
+                state_dir=self.config.state_dir,
+                config=self.config.durable,
+                clock=self.clock,
+            )
+            await durable.start()
+        except NotImplementedError:
+            log.error(
+                "The app has durable functions but the durable engine is not implemented yet; they will not run"
+            )
+            return
+        self.durable = durable
+
+    def _require_invoker(self) -> HostInvoker:
+        assert self.invoker is not None, "start() creates the invoker first"
+        return self.invoker
+
+    def _client_binding(self) -> str:
+        if self.durable is None or self.http is None:
+            raise RuntimeError(
+                "the durable engine is not running, so durable client bindings are unavailable"
+            )
+        base = f"http://127.0.0.1:{self.http.port}"
+        key = self.keys.durable_key
+        binding: str = self.durable.client_binding(
+            public_base_url=f"{base}/runtime/webhooks/durabletask",
+            rpc_base_url=f"{base}/runtime/rpc/{key}/durabletask/",
+            code=key,
+        )
+        return binding
+
+    def _make_listeners(self) -> dict[str, TriggerListener]:
+        classes = _listener_classes()
+        out: dict[str, TriggerListener] = {}
+        for fn in self.indexed.functions:
+            if fn.trigger_type == HTTP_TRIGGER or fn.trigger_type in DURABLE_TRIGGERS or fn.disabled:
+                continue
+            cls = classes.get(fn.trigger_type)
+            if cls is None:
+                log.warning(
+                    "No listener for '%s' triggers: '%s' runs only via the admin API",
+                    fn.trigger_type,
+                    fn.name,
+                )
+                continue
+            out[fn.name] = cls(fn, self._require_invoker(), self.config, self.clock)
+        return out
+
+    def banner(self) -> str:
+        """Core Tools-style list of functions (URLs for HTTP ones) and the keys to call them with."""
+        base = f"http://127.0.0.1:{self.http.port if self.http else self.config.port}"
+        routes = {r.function.name: r for r in self.http.routes} if self.http else {}
+        lines = ["", "Functions:", ""]
+        for fn in sorted(self.indexed.functions, key=lambda f: f.name.casefold()):
+            route = routes.get(fn.name)
+            if route is not None:
+                methods = ",".join(sorted(route.methods)) if route.methods else "ALL"
+                text = f"{fn.name}: [{methods}] {base}/{route.template.text} (authLevel: {route.auth_level})"
+            else:
+                text = f"{fn.name}: {fn.trigger_type}"
+            lines.append(f"        {text}{' (disabled)' if fn.disabled else ''}")
+        lines += [
+            "",
+            f"Master key: {self.keys.master}",
+            f"Function key (default): {self.keys.default_function_key}",
+        ]
+        return "\n".join([*lines, f"State folder: {self.config.state_dir}", ""])
+
+
+def _output_handlers(config: HostConfig) -> Mapping[str, OutputHandler]:
+    outputs = _optional_module("selfhost.triggers.outputs")
+    if outputs is None:
+        log.warning("Queue and blob output bindings are unavailable (selfhost.triggers.outputs is missing)")
+        return {}
+    handlers: Mapping[str, OutputHandler] = outputs.make_output_handlers(config)
+    return handlers
+
+
+def _listener_classes() -> Mapping[str, Any]:
+    listeners = _optional_module("selfhost.triggers.listeners")
+    return dict(listeners.LISTENERS) if listeners is not None else {}
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """Import a part another engineer may not have written yet; errors *inside* it still raise."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
