@@ -62,12 +62,17 @@ class RuntimeProcess:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        exited: list[int] = []
+
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"runtime exited with {self.process.returncode}:\n{self.log_text()[-4000:]}")
+                exited.append(self.process.returncode)
+                return True  # stop waiting; reported below
             return httpx.get(self.url("admin/host/ping"), timeout=1).status_code == 200
 
         wait_until(ready, timeout=timeout, message=f"runtime ready on {self.port}\n{self.log_text()[-2000:]}")
+        if exited:
+            raise AssertionError(f"runtime exited with {exited[0]}:\n{self.log_text()[-4000:]}")
 
     def keys(self) -> dict[str, Any]:
         return dict(json.loads((self.state_dir / "keys.json").read_text()))
