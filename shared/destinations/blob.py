@@ -40,7 +40,7 @@ from shared.destinations.base import NDJSON_CONTENT_TYPE
 from shared.errors import PermanentError, RetryAfterError, TransientError
 from shared.retry import parse_retry_after
 
-__all__ = ["BlobDestination", "committed_block_ids", "container_client"]
+__all__ = ["BlobDestination", "committed_block_ids", "container_client", "storage_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class BlobDestination:
         return f"{self._prefix}/{file_name}" if self._prefix else file_name
 
     def check_connection(self) -> None:
-        with _storage_errors("create container", self._container.container_name):
+        with storage_errors("create container", self._container.container_name):
             try:
                 self._container.create_container()
             except ResourceExistsError:
@@ -92,7 +92,7 @@ class BlobDestination:
         if not data:
             raise ValueError("an empty page has no block to stage; skip it")
         blob = self._container.get_blob_client(self.blob_name(file_name))
-        with _storage_errors("stage block", file_name):
+        with storage_errors("stage block", file_name):
             # validate_content sends an MD5 the service checks, so a corrupted upload is refused.
             blob.stage_block(block_id, data, length=len(data), validate_content=True)
 
@@ -101,7 +101,7 @@ class BlobDestination:
             if not _METADATA_KEY.match(key):
                 raise PermanentError(f"metadata name {key!r} is not a valid identifier")
         blob = self._container.get_blob_client(self.blob_name(file_name))
-        with _storage_errors("commit block list", file_name):
+        with storage_errors("commit block list", file_name):
             blob.commit_block_list(
                 [BlobBlock(block_id=block_id) for block_id in block_ids],
                 content_settings=ContentSettings(content_type=NDJSON_CONTENT_TYPE),
@@ -111,7 +111,7 @@ class BlobDestination:
     def delete(self, file_names: Iterable[str]) -> None:
         for file_name in file_names:
             blob = self._container.get_blob_client(self.blob_name(file_name))
-            with _storage_errors("delete blob", file_name):
+            with storage_errors("delete blob", file_name):
                 try:
                     blob.delete_blob(delete_snapshots="include")
                 except ResourceNotFoundError:
@@ -124,7 +124,7 @@ class BlobDestination:
 
     def committed_blocks(self, file_name: str) -> list[str]:
         """Block ids of the committed content, in order; [] when the file was never committed."""
-        with _storage_errors("get block list", file_name):
+        with storage_errors("get block list", file_name):
             return committed_block_ids(self._container.get_blob_client(self.blob_name(file_name)))
 
 
@@ -211,7 +211,7 @@ def _default_credential() -> TokenCredential:
 
 
 @contextmanager
-def _storage_errors(action: str, subject: str) -> Iterator[None]:
+def storage_errors(action: str, subject: str) -> Iterator[None]:
     """Map SDK errors onto the domain tree. Messages name the action and the file, and carry the
     status and error code; never the request URL, which can contain a SAS signature."""
     try:

@@ -1,0 +1,22 @@
+"""Composition root of the bulk export app: builds the Durable Functions app and registers blueprints.
+
+Nothing else belongs here: triggers live in `http_api/`, `orchestrators/` and `activities/`
+(one Blueprint per module), domain logic in `shared/`. Settings are read where they are used,
+at call time, never at import.
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import export as export_activities
+from http_api import exports, health
+from orchestrators import export as export_orchestrators
+
+# FUNCTION: every HTTP trigger needs a key unless it opts out (only /api/health does).
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health.bp)
+app.register_functions(exports.bp)
+app.register_functions(export_orchestrators.bp)
+app.register_functions(export_activities.bp)

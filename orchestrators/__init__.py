@@ -1,0 +1,1 @@
+"""Orchestrator blueprints: deterministic workflows, one module per job kind."""

@@ -1,0 +1,219 @@
+"""The export orchestrations (seed 002's ExportJobTask, made durable).
+
+`export_job`, one instance per job (instance id = job id):
+ 1. prepare (secrets, destination and source connection checks) with the job's retry policy;
+    a transient failure that outlives the retries counts one failure: under the threshold the
+    job is `retrying` and tries again after a backoff (continue-as-new), at it the job fails;
+ 2. run one `export_type` sub-orchestration per resource type, at most `parallel_types` at once;
+    a `cancel` event stops starting new ones (running ones see the cancel marker at their next page);
+ 3. fold the outcomes into the final state; `export_finish` deletes partial files on cancel,
+    always deletes the job's secrets, and writes the outcome to the job record.
+
+`export_type`, one instance per (job, type), input = its last committed checkpoint:
+ 1. read the next page and stage it as a block (activity); honour Retry-After with a durable timer;
+ 2. decide (pure) whether to commit: every `commit_every_pages`, at rollover, at the end;
+ 3. after a commit, continue-as-new with the new checkpoint: history stays bounded, and a crash
+    or failure resumes from the last commit; re-run pages restage the same block ids;
+ 4. a transient failure past the retries counts one consecutive failure: retry from the last
+    commit after a backoff, or fail the type at the threshold; a permanent one fails it at once.
+
+Deterministic: no I/O, clock or randomness here; times come from the context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Generator
+from dataclasses import replace
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared import export_plan as plan
+from shared.contracts import CommitResult, CommitTask, ExportRequest, PageTask, TypeCheckpoint
+from shared.export_tasks import (
+    CANCEL_EVENT,
+    COMMIT_ACTIVITY,
+    FINISH_ACTIVITY,
+    JOB_ORCHESTRATOR,
+    PAGE_ACTIVITY,
+    PREPARE_ACTIVITY,
+    RECORD_ACTIVITY,
+    TYPE_ORCHESTRATOR,
+    CommitAndRecord,
+    FinishTask,
+    JobInput,
+    PageOutcome,
+    RecordUpdate,
+    StepOutcome,
+    TypeInput,
+)
+
+bp = df.Blueprint()
+log = logging.getLogger(__name__)
+
+Gen = Generator[Any, Any, Any]
+
+
+def _retry(request: ExportRequest) -> df.RetryOptions:
+    policy = request.options.retry
+    return df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+
+
+def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
+    return context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
+
+
+def _record(context: df.DurableOrchestrationContext, job_id: str, resource_type: str | None = None, **changes: Any) -> Any:
+    update = RecordUpdate(job_id, changes, resource_type)
+    return context.call_activity_with_retry(RECORD_ACTIVITY, _retry_default(), update.to_dict())
+
+
+def _retry_default() -> df.RetryOptions:
+    # Job-record writes go to the service's own storage: retry briefly but persistently.
+    return df.RetryOptions(2000, 10)
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=JOB_ORCHESTRATOR)
+def export_job(context: df.DurableOrchestrationContext) -> Gen:
+    job = JobInput.from_dict(context.get_input())
+    request, options = job.request, job.request.options
+    try:
+        prepared = StepOutcome.from_dict((yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())))
+    except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
+        failures = job.consecutive_failures + 1
+        if failures >= options.failure_threshold:
+            return (yield from _finish(context, job, "failed", [], f"preparation failed {failures} times: {exc}"))
+        yield _record(context, job.job_id, state="retrying", attempts=failures, last_error=str(exc)[:1000])
+        cancel = context.wait_for_external_event(CANCEL_EVENT)
+        timer = _wait(context, plan.failure_wait_s(failures, options.retry.first_retry_interval_ms))
+        if (yield context.task_any([timer, cancel])) == cancel:
+            return (yield from _finish(context, job, "cancelled", [], None))
+        timer.cancel()
+        context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
+        return None
+    if prepared.cancelled:
+        return (yield from _finish(context, job, "cancelled", [], None))
+    if prepared.error:
+        return (yield from _finish(context, job, "failed", [], prepared.error))
+
+    yield _record(context, job.job_id, state="running", started=context.current_utc_datetime.isoformat())
+    pending = list(request.source.types)
+    running: list[tuple[Any, str]] = []
+    outcomes: list[dict[str, Any]] = []
+    cancel_event = context.wait_for_external_event(CANCEL_EVENT)
+    cancel_requested = False
+    while pending or running:
+        while pending and len(running) < options.parallel_types:
+            resource_type = pending.pop(0)
+            child = TypeInput(job.job_id, request, TypeCheckpoint(type=resource_type))
+            task = context.call_sub_orchestrator(TYPE_ORCHESTRATOR, child.to_dict(), f"{job.job_id}:{resource_type}")
+            running.append((task, resource_type))
+        waiting = [t for t, _ in running] + ([] if cancel_requested else [cancel_event])
+        winner = yield context.task_any(waiting)
+        if winner == cancel_event:
+            cancel_requested = True
+            pending.clear()
+            continue
+        for entry in [e for e in running if e[0] == winner]:
+            running.remove(entry)
+            outcome = dict(winner.result)
+            outcomes.append(outcome)
+            if outcome["state"] == "failed":
+                pending.clear()  # the job fails: start nothing new; running types finish
+    state = plan.job_state(outcomes, cancel_requested)
+    files = [name for o in outcomes for name in o["files"]] if state == "cancelled" else []
+    return (yield from _finish(context, job, state, outcomes, plan.job_error(outcomes), files))
+
+
+def _finish(
+    context: df.DurableOrchestrationContext,
+    job: JobInput,
+    state: str,
+    outcomes: list[dict[str, Any]],
+    error: str | None,
+    delete_files: list[str] | None = None,
+) -> Gen:
+    outcome = {
+        "state": state,
+        "error": error,
+        "resources": sum(o["resources"] for o in outcomes),
+        "types": {o["type"]: o["state"] for o in outcomes},
+    }
+    task = FinishTask(job.job_id, job.request, state, outcome, tuple(delete_files or ()))
+    yield context.call_activity_with_retry(FINISH_ACTIVITY, _retry_default(), task.to_dict())
+    if not context.is_replaying:
+        log.info("export job %s ended %s", job.job_id, state)
+    return outcome
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=TYPE_ORCHESTRATOR)
+def export_type(context: df.DurableOrchestrationContext) -> Gen:
+    given = TypeInput.from_dict(context.get_input())
+    request, options = given.request, given.request.options
+    last_commit = plan.start(given.checkpoint)
+    cp = last_commit
+    pages_since_commit = 0
+    throttled = 0
+    while True:
+        task = PageTask(
+            job_id=given.job_id,
+            request=request,
+            type=cp.type,
+            cursor=cp.cursor,
+            page=cp.pages_done + 1,
+            file_sequence=cp.files[-1].sequence,
+        )
+        try:
+            out = PageOutcome.from_dict((yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())))
+        except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
+            return (yield from _type_failure(context, given, last_commit, str(exc)))
+        if out.cancelled:
+            return plan.type_outcome(cp, "cancelled")
+        if out.retry_after_s is not None:
+            throttled += 1
+            if throttled > options.retry.max_attempts:
+                return (yield from _type_failure(context, given, last_commit, "the source kept asking to wait (Retry-After)"))
+            yield _wait(context, plan.retry_after_wait_s(out.retry_after_s))
+            continue
+        throttled = 0
+        assert out.result is not None
+        if out.result.error:
+            yield _record(context, given.job_id, cp.type, state="failed", last_error=out.result.error)
+            return plan.type_outcome(last_commit, "failed", out.result.error)
+        cp, decision = plan.after_page(cp, out.result, options, pages_since_commit)
+        pages_since_commit += 1
+        if decision.commit:
+            after = plan.committed(cp, decision)
+            work = CommitAndRecord(CommitTask(job_id=given.job_id, request=request, file=cp.files[-1]), after)
+            try:
+                result = CommitResult.from_dict((yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())))
+            except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
+                return (yield from _type_failure(context, given, last_commit, str(exc)))
+            if result.error:
+                yield _record(context, given.job_id, cp.type, state="failed", last_error=result.error)
+                return plan.type_outcome(last_commit, "failed", result.error)
+            if decision.done:
+                return plan.type_outcome(after, "succeeded")
+            context.continue_as_new(TypeInput(given.job_id, request, after).to_dict())
+            return None
+        if decision.done:  # the last page brought nothing new to commit
+            done = replace(cp, done=True)
+            yield _record(context, given.job_id, cp.type, state="succeeded", pages=done.pages_done)
+            return plan.type_outcome(done, "succeeded")
+
+
+def _type_failure(context: df.DurableOrchestrationContext, given: TypeInput, last_commit: TypeCheckpoint, error: str) -> Gen:
+    failures = last_commit.consecutive_failures + 1
+    threshold = given.request.options.failure_threshold
+    if failures >= threshold:
+        yield _record(context, given.job_id, last_commit.type, state="failed", consecutive_failures=failures,
+                      last_error=error[:1000])  # fmt: skip
+        return plan.type_outcome(last_commit, "failed", f"{failures} consecutive failed attempts; last: {error[:500]}")
+    yield _record(context, given.job_id, last_commit.type, state="retrying", consecutive_failures=failures,
+                  last_error=error[:1000])  # fmt: skip
+    yield _wait(context, plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms))
+    resume = replace(last_commit, consecutive_failures=failures)
+    context.continue_as_new(TypeInput(given.job_id, given.request, resume).to_dict())
+    return None

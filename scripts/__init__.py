@@ -1,0 +1,1 @@
+"""Developer scripts run by the Makefile (not part of the deployed app)."""

@@ -1,0 +1,149 @@
+"""Orchestration-level contracts of the export: what the job and type orchestrators receive and
+what the prepare/page/commit/finish activities answer. Metadata only, never page bytes.
+
+The page and commit task bodies (`PageTask`, `CommitTask`) live in `shared.contracts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.contracts import CommitTask, ExportRequest, PageResult, TypeCheckpoint
+
+# Names of the durable functions, imported by orchestrators and blueprints alike.
+JOB_ORCHESTRATOR = "export_job"
+TYPE_ORCHESTRATOR = "export_type"
+PREPARE_ACTIVITY = "export_prepare"
+PAGE_ACTIVITY = "export_page"
+COMMIT_ACTIVITY = "export_commit"
+RECORD_ACTIVITY = "export_record"
+FINISH_ACTIVITY = "export_finish"
+CANCEL_EVENT = "cancel"
+
+
+def _request(data: Mapping[str, Any]) -> ExportRequest:
+    return ExportRequest.from_dict(data)
+
+
+@dataclass(frozen=True)
+class JobInput:
+    job_id: str
+    request: ExportRequest
+    consecutive_failures: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "request": self.request.to_dict(), "consecutive_failures": self.consecutive_failures}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> JobInput:
+        return cls(str(d["job_id"]), _request(d["request"]), int(d.get("consecutive_failures", 0)))
+
+
+@dataclass(frozen=True)
+class TypeInput:
+    """A type orchestrator's input; after `continue_as_new` it is the last committed checkpoint."""
+
+    job_id: str
+    request: ExportRequest
+    checkpoint: TypeCheckpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "request": self.request.to_dict(), "checkpoint": self.checkpoint.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TypeInput:
+        return cls(str(d["job_id"]), _request(d["request"]), TypeCheckpoint.from_dict(d["checkpoint"]))
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """A permanent failure (`error`), a cancel seen, or success. Transient failures are raised."""
+
+    error: str | None = None
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error, "cancelled": self.cancelled}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StepOutcome:
+        return cls(d.get("error"), bool(d.get("cancelled")))
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    """The page activity's answer: a result, a server-requested wait, or a cancel seen."""
+
+    result: PageResult | None = None
+    retry_after_s: float | None = None
+    cancelled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result.to_dict() if self.result else None,
+            "retry_after_s": self.retry_after_s,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PageOutcome:
+        result = PageResult.from_dict(d["result"]) if d.get("result") else None
+        return cls(result, d.get("retry_after_s"), bool(d.get("cancelled")))
+
+
+@dataclass(frozen=True)
+class CommitAndRecord:
+    """Commit one file, then record the type's progress (the checkpoint as of this commit)."""
+
+    commit: CommitTask
+    checkpoint: TypeCheckpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit.to_dict(), "checkpoint": self.checkpoint.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CommitAndRecord:
+        return cls(CommitTask.from_dict(d["commit"]), TypeCheckpoint.from_dict(d["checkpoint"]))
+
+
+@dataclass(frozen=True)
+class RecordUpdate:
+    """Changes to the job record (or, with `resource_type`, to one type's progress)."""
+
+    job_id: str
+    changes: Mapping[str, Any]
+    resource_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "changes": dict(self.changes), "resource_type": self.resource_type}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RecordUpdate:
+        return cls(str(d["job_id"]), dict(d["changes"]), d.get("resource_type"))
+
+
+@dataclass(frozen=True)
+class FinishTask:
+    """End of a job: delete partial files if asked, delete the job's secrets, write the outcome."""
+
+    job_id: str
+    request: ExportRequest
+    state: str
+    outcome: Mapping[str, Any]
+    delete_files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "request": self.request.to_dict(),
+            "state": self.state,
+            "outcome": dict(self.outcome),
+            "delete_files": list(self.delete_files),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FinishTask:
+        return cls(str(d["job_id"]), _request(d["request"]), str(d["state"]), dict(d["outcome"]),
+                   tuple(d.get("delete_files") or ()))  # fmt: skip

@@ -1,0 +1,90 @@
+"""The whole export service for end-to-end tests: the runtime running the real function_app.py
+against Azurite and a FHIR test server, plus helpers to submit, poll and validate exports."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from azure.storage.blob import ContainerClient
+
+from shared.validation import ValidationReport, iter_export_files, validate_export
+from tests.support.azurite import Azurite
+from tests.support.fhir_server import FhirTestServer
+from tests.support.runtime import RuntimeProcess
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "LOCAL_SECRETS_PATH": str(tmp / "secrets"),
+        "KEY_VAULT_URL": "",
+        "EXPORT_DEFAULT_FHIR_BASE_URL": fhir.base_url,
+        "EXPORT_DEFAULT_CONTAINER": "exports",
+        "SMTP_HOST": "",
+        "MAIL_FROM": "",
+    }
+    env.update(extra)
+    return env
+
+
+def start_service(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str) -> RuntimeProcess:
+    return RuntimeProcess(ROOT, tmp / "state", env=service_env(azurite, fhir, tmp, **extra)).start()
+
+
+class ExportClient:
+    def __init__(self, rt: RuntimeProcess) -> None:
+        self.rt = rt
+        self.http = httpx.Client(timeout=30, headers={"x-functions-key": rt.function_key})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def submit(self, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post(self.rt.url("api/exports"), json=body)
+
+    def start(self, body: dict[str, Any]) -> str:
+        r = self.submit(body)
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(self.rt.url(f"api/exports/{job_id}"))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def wait(self, job_id: str, timeout: float = 120, states: set[str] = TERMINAL) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            st = self.status(job_id)
+            return st if st["state"] in states else None
+
+        return wait_until(done, timeout=timeout, interval=0.2, message=f"export {job_id} to reach {states}")
+
+
+def export_body(fhir: FhirTestServer, types: list[str], container: str, prefix: str, **options: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {"kind": "fhir", "base_url": fhir.base_url, "types": types, "page_size": options.pop("page_size", 50)},
+        "destination": {"kind": "blob", "container": container, "path_prefix": prefix},
+        "requested_by": "engineer@example.com",
+    }
+    if options:
+        body["options"] = options
+    return body
+
+
+def validate(azurite: Azurite, fhir: FhirTestServer, types: list[str], container: str, prefix: str) -> ValidationReport:
+    client = ContainerClient.from_connection_string(azurite.connection_string, container)
+    try:
+        return validate_export(fhir.expected_ids(types), iter_export_files(client, prefix + "/"))
+    finally:
+        client.close()
+
+
+def pause(seconds: float) -> None:
+    time.sleep(seconds)
