@@ -53,7 +53,7 @@ class Azurite:
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         for port in (self.blob_port, self.queue_port, self.table_port):
-            wait_until(lambda p=port: _listening(p), timeout=30, message=f"azurite port {p}")
+            wait_until(lambda p=port: _listening(p), timeout=30, message=f"azurite port {port}")
         return self
 
     def stop(self) -> None:
