@@ -80,7 +80,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     job = JobInput.from_dict(context.get_input())
     request, options = job.request, job.request.options
     try:
-        prepared = StepOutcome.from_dict((yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())))
+        raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())
     except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
         failures = job.consecutive_failures + 1
         if failures >= options.failure_threshold:
@@ -93,6 +93,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         timer.cancel()
         context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
         return None
+    prepared = StepOutcome.from_dict(raw)
     if prepared.cancelled:
         return (yield from _finish(context, job, "cancelled", [], None))
     if prepared.error:
@@ -166,9 +167,10 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             file_sequence=cp.files[-1].sequence,
         )
         try:
-            out = PageOutcome.from_dict((yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())))
+            raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
             return (yield from _type_failure(context, given, last_commit, str(exc)))
+        out = PageOutcome.from_dict(raw)
         if out.cancelled:
             return plan.type_outcome(cp, "cancelled")
         if out.retry_after_s is not None:
@@ -188,9 +190,10 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             after = plan.committed(cp, decision)
             work = CommitAndRecord(CommitTask(job_id=given.job_id, request=request, file=cp.files[-1]), after)
             try:
-                result = CommitResult.from_dict((yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())))
+                raw = yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())
             except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
                 return (yield from _type_failure(context, given, last_commit, str(exc)))
+            result = CommitResult.from_dict(raw)
             if result.error:
                 yield _record(context, given.job_id, cp.type, state="failed", last_error=result.error)
                 return plan.type_outcome(last_commit, "failed", result.error)

@@ -88,14 +88,14 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
         return PageOutcome(retry_after_s=exc.retry_after_s)
     except PermanentError as exc:
         log.warning("job %s %s page %d failed permanently: %s", task.job_id, task.type, task.page, exc)
-        return PageOutcome(PageResult(type=task.type, page=task.page, file_name=name, block_id="", error=str(exc)))
+        return PageOutcome(PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc)))
     log.info("job %s %s page %d: %d resources staged", task.job_id, task.type, task.page, page.count)
     return PageOutcome(
         PageResult(
             type=task.type,
             page=task.page,
             file_name=name,
-            block_id=block if page.count else "",
+            block_id=block,  # nothing staged when resources == 0; the orchestrator skips it
             size_bytes=page.size_bytes,
             resources=page.count,
             next_cursor=page.next_cursor,
