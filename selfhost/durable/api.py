@@ -169,7 +169,7 @@ class ManagementApi:
     def _query(self, request: web.Request, *, paged: bool) -> InstanceQuery:
         statuses = request.query.get("runtimeStatus")
         top = request.query.get("top")
-        if top is not None and not top.isdigit():
+        if top is not None and (not top.isdigit() or int(top) < 1):
             raise web.HTTPBadRequest(text="top must be a positive integer")
         return InstanceQuery(
             created_from=_parse_query_time(request, "createdTimeFrom"),

@@ -246,7 +246,8 @@ class _Planner:
                 if name not in self.catalog.orchestrators:
                     return _unknown("orchestrator", name, self.catalog.orchestrators)
                 task_id = self.bk.take_id()
-                child_id = action.get("instanceId") or f"{self.inst.instance_id}:{task_id}"
+                # DTFx names a generated child "{parentExecutionId}:{taskId}": unique per execution.
+                child_id = action.get("instanceId") or f"{self.inst.execution_id}:{task_id}"
                 self._sub_orchestration(task_id, name, child_id, action.get("input"))
                 if kind == ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY:
                     self.bk.retry_tasks[str(task_id)] = _retry_record("sub", action, child_id)

@@ -62,6 +62,8 @@ class MemoryStore:
             ids = sorted(i for i, inst in self._instances.items() if matches(inst, query))
             if query.continuation:
                 ids = [i for i in ids if i > query.continuation]
+            if query.top is not None and query.top < 1:
+                return [], None
             if query.top is not None and len(ids) > query.top:
                 page = ids[: query.top]
                 return [copy.copy(self._instances[i]) for i in page], page[-1]
@@ -133,8 +135,9 @@ class MemoryStore:
                 ]:
                     del self._messages[mid]
             for child in commit.new_instances:
-                if child.instance_id in self._instances:
-                    self._purge_one(child.instance_id)
+                # Unconditionally, as SqliteStore does: a new child also drops stray messages,
+                # work and history left under its id without an instance.
+                self._purge_one(child.instance_id)
                 self._instances[child.instance_id] = copy.copy(child)
                 self._history[child.instance_id] = []
             for m in commit.new_messages:

@@ -142,6 +142,8 @@ class SqliteStore:
                 return False
             if row is not None:
                 self._purge_in(db, instance.instance_id)
+            # A new instance starts with an empty history even if stray rows exist (as MemoryStore).
+            db.execute("DELETE FROM history WHERE instance_id=?", (instance.instance_id,))
             db.execute(
                 f"INSERT INTO instances({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _instance_row(instance),
@@ -176,6 +178,8 @@ class SqliteStore:
         sql += " ORDER BY instance_id"
         if query.top is not None:
             sql += f" LIMIT {int(query.top) + 1}"
+        if query.top is not None and query.top < 1:
+            return [], None
         found = [_to_instance(r) for r in self._read(sql, args)]
         if query.top is not None and len(found) > query.top:
             page = found[: query.top]
