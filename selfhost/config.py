@@ -108,7 +108,7 @@ def load_host_config(app_root: Path, state_dir: Path, port: int | None = None) -
     timeout: float | None = 30 * 60.0
     if "functionTimeout" in raw:
         timeout = _timespan_seconds(str(raw["functionTimeout"]), "functionTimeout")
-    host_id = os.environ.get("AzureFunctionsWebHost__hostid") or "selfhost"
+    host_id = os.environ.get("AzureFunctionsWebHost__hostid") or "selfhost"  # noqa: SIM112 - the host's own spelling
     return HostConfig(
         app_root=app_root,
         state_dir=state_dir,

@@ -117,10 +117,11 @@ def type_progress(checkpoint: TypeCheckpoint, destination: Destination, state: s
         for f in checkpoint.files
         if f.committed_resources
     ]
-    progress = {
+    committed = [f for f in checkpoint.files if f.committed_resources]
+    progress: dict[str, Any] = {
         "state": state,
-        "resources": sum(f["count"] for f in files),
-        "bytes": sum(f["committed_bytes"] for f in files),
+        "resources": sum(f.committed_resources for f in committed),
+        "bytes": sum(f.committed_bytes for f in committed),
         "files": files,
         "pages": checkpoint.pages_done,
         "consecutive_failures": checkpoint.consecutive_failures,

@@ -26,7 +26,7 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
 
 
 def _time(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json_or_none(text: str | None) -> Any:

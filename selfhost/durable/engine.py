@@ -9,6 +9,7 @@ process died) is run again: at-least-once, as on Azure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfhost.durable import history as h
+from selfhost.durable import sdk_speedups
 from selfhost.durable.episode import Bookkeeping, Catalog, Reply, is_retry_event, plan_control, plan_episode
 from selfhost.durable.history import EventType
-from selfhost.durable import sdk_speedups
 from selfhost.durable.http_activity import run_http_activity
 from selfhost.durable.store import TERMINAL_STATUSES, EpisodeCommit, Instance, Message, Store, WorkItem
 from selfhost.functions import Clock, FunctionInfo, Invoker
@@ -139,10 +140,8 @@ class Engine:
             if nxt is not None:
                 timeout = min(timeout, max(0.0, (nxt - self.clock.now()).total_seconds()))
             if timeout > 0 or free <= 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
-                except TimeoutError:
-                    pass
             else:
                 await asyncio.sleep(0)
 

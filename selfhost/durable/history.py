@@ -51,7 +51,7 @@ class OrchestrationStatus(IntEnum):
 
 def fmt_time(t: dt.datetime) -> str:
     """ISO-8601 UTC with microseconds and `Z`, as the extension writes timestamps."""
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -60,7 +60,7 @@ def parse_time(text: str) -> dt.datetime:
         text = text[:-1] + "+00:00"
     value = dt.datetime.fromisoformat(text)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value
 
 

@@ -37,5 +37,5 @@ def install() -> None:
             return original(text, *args, **kwargs)
         return cached(text)
 
-    module.dt_parse = dt_parse
+    module.dt_parse = dt_parse  # type: ignore[attr-defined]
     _installed = True

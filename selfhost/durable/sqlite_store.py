@@ -58,11 +58,11 @@ _INSTANCE_COLUMNS = (
 
 def _ts(t: dt.datetime) -> str:
     # Fixed-width UTC text so that string order is time order in SQL comparisons.
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def _from_ts(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
 
 
 def _instance_row(inst: Instance) -> tuple[object, ...]:
@@ -156,7 +156,8 @@ class SqliteStore:
         return _to_instance(rows[0]) if rows else None
 
     def query_instances(self, query: InstanceQuery) -> tuple[list[Instance], str | None]:
-        where, args = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        args: list[object] = []
         if query.created_from:
             where.append("created >= ?")
             args.append(_ts(query.created_from))

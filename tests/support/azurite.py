@@ -37,7 +37,7 @@ class Azurite:
             f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
         )
 
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"{AZURITE_BIN} is missing: run `make setup` (npm ci) first")
         self.location.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ class RuntimeProcess:
     def url(self, path: str) -> str:
         return self.base_url + "/" + path.lstrip("/")
 
-    def start(self, wait: bool = True, timeout: float = 60.0) -> "RuntimeProcess":
+    def start(self, wait: bool = True, timeout: float = 60.0) -> RuntimeProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(self.env)
