@@ -1,0 +1,495 @@
+"""A real FHIR R4 search server on 127.0.0.1 for tests and benchmarks, with injectable faults.
+
+    with FhirTestServer(counts={"Patient": 1000, "Observation": 5000}) as srv:
+        srv.base_url                       # http://127.0.0.1:<port>/fhir
+        srv.faults.add(Fault("status", status=503, retry_after="2", times=2))
+        srv.expected_ids(since="2024-06-01T00:00:00Z")   # what an export must produce
+
+Serves `GET /fhir/metadata`, `GET /fhir/{Type}?_count=&_lastUpdated=&<token params>&ct=` (searchset
+Bundles, ordered by id, absolute `next` links with an opaque `ct` cursor) and `GET /fhir/{Type}/{id}`.
+Resources come from `FhirDataset`, computed from their index, so 200,000 of them cost no memory.
+Unknown search parameters are ignored with an `outcome` entry, as lenient real servers do
+(`Prefer: handling=strict` makes them a 400).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.support.fhir_data import SEARCH_PARAMS, Criteria, FhirDataset, LastUpdatedFilter, format_instant
+from tests.support.ports import free_port
+
+log = logging.getLogger(__name__)
+
+FaultKind = Literal["status", "slow", "broken", "drop", "truncate"]
+BrokenKind = Literal["json", "not-bundle", "no-resource", "wrong-type"]
+DEFAULT_COUNT = 50
+_CONTROL_PARAMS = frozenset({"_count", "_lastUpdated", "ct"})
+
+
+@dataclass(frozen=True)
+class FhirRequest:
+    """One request as the server saw it (kept in `FhirTestServer.requests`)."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...]
+    resource_type: str | None  # None for /metadata and unknown paths
+    page: int | None  # 1-based page number of a search, None otherwise
+    authorization: str | None
+
+    def param(self, name: str) -> list[str]:
+        return [value for key, value in self.params if key == name]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A misbehaviour to inject into matching requests.
+
+    kind="status":   answer `status` with an OperationOutcome (`diagnostics`) and `retry_after`.
+    kind="slow":     wait `delay_s` seconds, then answer normally.
+    kind="broken":   answer 200 with a malformed page (`broken`: json, not-bundle, no-resource,
+                     wrong-type).
+    kind="drop":     close the connection without answering.
+    kind="truncate": send headers and half the body, then close.
+    Matching: `resource_type` (None: any request, /metadata included), `page` (1-based; None: any),
+    and `match` (a predicate on the request). `times` is how often it fires (None: always).
+    """
+
+    kind: FaultKind
+    status: int = 503
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    broken: BrokenKind = "json"
+    diagnostics: str = "injected fault"
+    resource_type: str | None = None
+    page: int | None = None
+    times: int | None = 1
+    match: Callable[[FhirRequest], bool] | None = None
+
+    def applies_to(self, request: FhirRequest) -> bool:
+        if self.resource_type is not None and request.resource_type != self.resource_type:
+            return False
+        if self.page is not None and request.page != self.page:
+            return False
+        return self.match is None or self.match(request)
+
+
+class ArmedFault:
+    """A fault added to a server: how often it has fired so far."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.fired = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.fault.times is not None and self.fired >= self.fault.times
+
+
+class FaultSet:
+    """Thread-safe list of armed faults; the first one that applies and is not exhausted fires."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: list[ArmedFault] = []
+
+    def add(self, fault: Fault) -> ArmedFault:
+        armed = ArmedFault(fault)
+        with self._lock:
+            self._armed.append(armed)
+        return armed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def pending(self) -> list[ArmedFault]:
+        with self._lock:
+            return [armed for armed in self._armed if not armed.exhausted]
+
+    def take(self, request: FhirRequest) -> Fault | None:
+        with self._lock:
+            for armed in self._armed:
+                if not armed.exhausted and armed.fault.applies_to(request):
+                    armed.fired += 1
+                    return armed.fault
+        return None
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.status = status
+        self.diagnostics = diagnostics
+
+
+def _outcome(diagnostics: str, code: str = "processing", severity: str = "error") -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}],
+    }
+
+
+def _issue_code(status: int) -> str:
+    """The OperationOutcome issue code (FHIR IssueType) a real server would use for `status`."""
+    codes = {401: "login", 403: "forbidden", 404: "not-found", 429: "throttled", 400: "invalid"}
+    return codes.get(status, "transient" if status >= 500 else "processing")
+
+
+def encode_cursor(offset: int, page: int) -> str:
+    return base64.urlsafe_b64encode(f"{offset}:{page}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[int, int]:
+    try:
+        offset, page = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().split(":")
+        return int(offset), int(page)
+    except ValueError:
+        raise _BadRequest(400, "invalid continuation token") from None
+
+
+class FhirTestServer:
+    """The server; a context manager that starts it on a free loopback port and stops it."""
+
+    def __init__(
+        self,
+        counts: Mapping[str, int],
+        *,
+        resource_bytes: int | None = None,
+        max_count: int = 10_000,
+        required_token: str | None = None,
+        port: int | None = None,
+        base_path: str = "/fhir",
+    ) -> None:
+        self.dataset = FhirDataset(dict(counts), resource_bytes)
+        self.max_count = max_count
+        self.required_token = required_token
+        self.port = port or free_port()
+        self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
+        self.faults = FaultSet()
+        self.requests: deque[FhirRequest] = deque(maxlen=10_000)
+        self._served = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+    def start(self) -> FhirTestServer:
+        self._stopping.clear()
+        self._httpd = _HTTPServer(("127.0.0.1", self.port), _Handler, self)
+        # A short poll interval makes stop() quick (shutdown waits for the loop's next poll).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name=f"fhir-test-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # releases "slow" faults
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.close_open_connections()
+            self._httpd.server_close()  # joins the handler threads
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FhirTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- observation ---------------------------------------------------------------------------
+
+    @property
+    def requests_served(self) -> int:
+        with self._lock:
+            return self._served
+
+    def expected_ids(
+        self, types: Sequence[str] | None = None, since: str | None = None, type_filters: Sequence[str] = ()
+    ) -> dict[str, Iterator[str]]:
+        """type -> ids an export of these types since `since` (exclusive) must contain, lazily."""
+        return self.dataset.expected_ids(types, since, type_filters)
+
+    # -- request handling (called on handler threads) -----------------------------------------
+
+    def _record(self, request: FhirRequest) -> None:
+        with self._lock:
+            self._served += 1
+            self.requests.append(request)
+
+    def _describe(self, handler: _Handler) -> tuple[FhirRequest, list[str] | None]:
+        """The request record, and the path segments under the base path (None: outside it)."""
+        parts = urlsplit(handler.path)
+        params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+        segments = None
+        if parts.path == self.base_path or parts.path.startswith(self.base_path + "/"):
+            segments = [s for s in parts.path[len(self.base_path) :].split("/") if s]
+        is_search = segments is not None and len(segments) == 1 and segments[0] != "metadata"
+        page = None
+        if is_search:
+            cursor = dict(params).get("ct")
+            try:
+                page = decode_cursor(cursor)[1] if cursor else 1
+            except _BadRequest:
+                page = None  # answered with a 400 below
+        resource_type = segments[0] if segments and segments[0] != "metadata" else None
+        request = FhirRequest(
+            "GET", parts.path, params, resource_type, page, handler.headers.get("Authorization")
+        )
+        return request, segments
+
+    def handle(self, handler: _Handler) -> None:
+        request, segments = self._describe(handler)
+        params = request.params
+        self._record(request)
+        fault = self.faults.take(request)
+        if fault is not None and fault.kind == "slow":
+            self._stopping.wait(fault.delay_s)
+            fault = None
+        if fault is not None and fault.kind in ("status", "drop"):
+            self._inject(handler, fault, b"")
+            return
+        try:
+            if self.required_token is not None and request.authorization != f"Bearer {self.required_token}":
+                raise _BadRequest(401, "missing or invalid bearer token")
+            if not segments:
+                raise _BadRequest(404, f"no route for {request.path}")
+            if segments == ["metadata"]:
+                body = self._capability_statement()
+            elif len(segments) == 1:
+                strict = "handling=strict" in (handler.headers.get("Prefer") or "")
+                body = self._search(segments[0], params, strict)
+            elif len(segments) == 2:
+                body = self._read(segments[0], segments[1])
+            else:
+                raise _BadRequest(404, f"no route for {request.path}")
+        except _BadRequest as exc:
+            handler.send_json(exc.status, _outcome(exc.diagnostics))
+            return
+        if fault is not None:
+            self._inject(handler, fault, body)
+            return
+        handler.send_body(200, json.dumps(body, separators=(",", ":")).encode())
+
+    def _inject(self, handler: _Handler, fault: Fault, body: Any) -> None:
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            handler.send_json(
+                fault.status, _outcome(fault.diagnostics, code=_issue_code(fault.status)), headers
+            )
+        elif fault.kind == "drop":
+            handler.drop()
+        elif fault.kind == "truncate":
+            data = json.dumps(body, separators=(",", ":")).encode()
+            handler.send_body(200, data, cut_at=len(data) // 2)
+        elif fault.kind == "broken":
+            handler.send_body(200, _break(body, fault.broken))
+
+    def _capability_statement(self) -> dict[str, Any]:
+        return {
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2024-01-01",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "rest": [
+                {
+                    "mode": "server",
+                    "resource": [
+                        {
+                            "type": t,
+                            "interaction": [{"code": "read"}, {"code": "search-type"}],
+                            "searchParam": [{"name": "_lastUpdated", "type": "date"}],
+                        }
+                        for t in self.dataset.types
+                    ],
+                }
+            ],
+        }
+
+    def _read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        index = self.dataset.index_of(resource_type, resource_id)
+        if index is None:
+            raise _BadRequest(404, f"{resource_type}/{resource_id} not found")
+        return self.dataset.resource(resource_type, index)
+
+    def _search(
+        self, resource_type: str, params: tuple[tuple[str, str], ...], strict: bool
+    ) -> dict[str, Any]:
+        if resource_type not in self.dataset.counts:
+            raise _BadRequest(404, f"unknown resource type {resource_type}")
+        try:
+            count = int(dict(params).get("_count", DEFAULT_COUNT))
+            clauses = tuple(LastUpdatedFilter.parse(v) for k, v in params if k == "_lastUpdated")
+        except ValueError as exc:
+            raise _BadRequest(400, f"invalid search parameter: {exc}") from None
+        if count < 1:
+            raise _BadRequest(400, "_count must be positive")
+        count = min(count, self.max_count)
+        known = set(SEARCH_PARAMS.get(resource_type, {}))
+        unknown = sorted({k for k, _ in params if k not in _CONTROL_PARAMS and k not in known})
+        if unknown and strict:
+            raise _BadRequest(400, f"unknown search parameter(s): {', '.join(unknown)}")
+        criteria = Criteria(clauses, tuple((k, v) for k, v in params if k in known))
+        offset, page = decode_cursor(dict(params)["ct"]) if "ct" in dict(params) else (0, 1)
+
+        total = self.dataset.count(resource_type)
+        index, matched = offset, list[int]()
+        while index < total and len(matched) < count:
+            if self.dataset.matches(resource_type, index, criteria):
+                matched.append(index)
+            index += 1
+        # Look ahead so the last page has no next link (no trailing empty page).
+        while index < total and not self.dataset.matches(resource_type, index, criteria):
+            index += 1
+
+        entries: list[dict[str, Any]] = [
+            {
+                "fullUrl": f"{self.base_url}/{resource_type}/{self.dataset.resource_id(resource_type, i)}",
+                "resource": self.dataset.resource(resource_type, i),
+                "search": {"mode": "match"},
+            }
+            for i in matched
+        ]
+        if unknown:
+            entries.append(
+                {
+                    "resource": _outcome(
+                        f"parameter(s) ignored: {', '.join(unknown)}", "not-supported", "warning"
+                    ),
+                    "search": {"mode": "outcome"},
+                }
+            )
+        kept = [(k, v) for k, v in params if k != "ct"]
+        links = [{"relation": "self", "url": f"{self.base_url}/{resource_type}?{urlencode(params)}"}]
+        if index < total:
+            query = urlencode([*kept, ("ct", encode_cursor(index, page + 1))])
+            links.append({"relation": "next", "url": f"{self.base_url}/{resource_type}?{query}"})
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "meta": {"lastUpdated": format_instant(datetime.now(UTC))},
+            "link": links,
+            "entry": entries,
+        }
+
+
+def _break(body: Any, how: BrokenKind) -> bytes:
+    """A page that is wrong in the way `how` names (the search result itself is left intact)."""
+    if how == "json":
+        data = json.dumps(body).encode()
+        return data[: max(1, len(data) // 2)]
+    if how == "not-bundle":
+        return json.dumps(_outcome("not a bundle", severity="information")).encode()
+    entries = body.get("entry") or [{"fullUrl": "x", "resource": {}, "search": {"mode": "match"}}]
+    body = {**body, "entry": list(entries)}
+    if how == "no-resource":
+        body["entry"][0] = {"fullUrl": body["entry"][0].get("fullUrl"), "search": {"mode": "match"}}
+    else:  # wrong-type
+        body["entry"][0] = {
+            **body["entry"][0],
+            "resource": {**body["entry"][0]["resource"], "resourceType": "Basic"},
+        }
+    return json.dumps(body).encode()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # Join handler threads on close so a stopped server leaves nothing running.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], app: FhirTestServer) -> None:
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # Named after the port so tests can tell this server's threads from another's.
+        threading.current_thread().name = f"fhir-test-server-{self.server_address[1]}-conn"
+        super().process_request_thread(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        """Idle keep-alive connections would keep their threads reading forever; end them."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed by the peer
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or drop mid-response are expected in fault tests.
+        log.debug("fhir test server: error serving %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers and httpx's pool expect
+    timeout = 30  # an idle keep-alive connection frees its thread after this
+    # Headers and body go out as two writes; with Nagle on, the client's delayed ACK adds ~40 ms
+    # to every response.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        self.server.app.handle(self)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("fhir test server: " + format, *args)
+
+    def send_json(self, status: int, document: Any, headers: Mapping[str, str] | None = None) -> None:
+        self.send_body(status, json.dumps(document).encode(), headers=headers)
+
+    def send_body(
+        self, status: int, data: bytes, headers: Mapping[str, str] | None = None, cut_at: int | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if cut_at is None:
+            self.wfile.write(data)
+            return
+        self.wfile.write(data[:cut_at])
+        self.drop()
+
+    def drop(self) -> None:
+        """End the connection without (the rest of) a response."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client went first
+            self.connection.shutdown(socket.SHUT_RDWR)
