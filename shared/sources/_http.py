@@ -1,6 +1,6 @@
 """Turn HTTP outcomes of a FHIR server into the domain's error tree (pure functions, no I/O).
 
-    429, 503                      -> RetryAfterError (Retry-After in seconds or an HTTP-date)
+    429; 503 with Retry-After     -> RetryAfterError (Retry-After in seconds or an HTTP-date)
     408, other 5xx except 501     -> TransientError
     501, 3xx, other 4xx           -> PermanentError, with the OperationOutcome's text
     timeouts, connection errors   -> TransientError (see `classify_transport_error`)
@@ -117,8 +117,11 @@ def classify_status(
     if detail:
         message = f"{message}: {detail}"
     message = _scrub(message, secret)
-    if status in (429, 503):
-        delay = parse_retry_after(response.headers.get("Retry-After"), now, default_retry_after_s)
+    retry_after = response.headers.get("Retry-After")
+    # 429 is throttling: wait as told, or a default. 503 waits only when the server says how long;
+    # without Retry-After it is an ordinary transient fault for the job's retry policy.
+    if status == 429 or (status == 503 and retry_after):
+        delay = parse_retry_after(retry_after, now, default_retry_after_s)
         return RetryAfterError(message, delay)
     # 501 Not Implemented says the server lacks a feature (a search parameter, say): no retry fixes it.
     if status == 408 or (status >= 500 and status != 501):

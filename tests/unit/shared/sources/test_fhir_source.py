@@ -194,6 +194,13 @@ def test_retry_after_as_http_date_is_relative_to_the_clock() -> None:
     assert caught.value.retry_after_s == 120.0
 
 
+def test_503_without_retry_after_is_an_ordinary_transient_error() -> None:
+    source, _ = make_source(always(503, outcome("restarting")))
+    with pytest.raises(TransientError) as caught:
+        source.fetch_page("Patient", None)
+    assert not isinstance(caught.value, RetryAfterError)
+
+
 def test_retry_after_default_when_absent() -> None:
     source, _ = make_source(always(429, b""), default_retry_after_s=4.5)
     with pytest.raises(RetryAfterError) as caught:
