@@ -120,7 +120,7 @@ def retry_exhaust(context: df.DurableOrchestrationContext):
     key = context.get_input() or "x"
     try:
         yield context.call_activity_with_retry("flaky", opts, {"key": key, "fail_times": 99})
-    except Exception as exc:  # noqa: BLE001 - the SDK raises the activity's failure into the orchestrator
+    except Exception as exc:  # the SDK raises the activity's failure into the orchestrator
         return f"caught: {exc}"[:200]
     return "unexpected success"
 
