@@ -11,12 +11,13 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import export as export_activities
-from http_api import exports, health
+from http_api import exports, fhir, health
 from orchestrators import export as export_orchestrators
 
 # FUNCTION: every HTTP trigger needs a key unless it opts out (only /api/health does).
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
+app.register_functions(fhir.bp)
 app.register_functions(export_orchestrators.bp)
 app.register_functions(export_activities.bp)

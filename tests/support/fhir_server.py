@@ -7,6 +7,8 @@
 
 Serves `GET /fhir/metadata`, `GET /fhir/{Type}?_count=&_lastUpdated=&<token params>&ct=` (searchset
 Bundles, ordered by id, absolute `next` links with an opaque `ct` cursor) and `GET /fhir/{Type}/{id}`.
+Optional `groups` (id -> member patient ids) are served as `GET /fhir/Group/{id}`; searches honour
+`_id=<ids>` and `patient=<ids or Patient/ids>` (comma lists), as a Group export restricts by them.
 Resources come from `FhirDataset`, computed from their index, so 200,000 of them cost no memory.
 Unknown search parameters are ignored with an `outcome` entry, as lenient real servers do
 (`Prefer: handling=strict` makes them a 400).
@@ -37,6 +39,8 @@ FaultKind = Literal["status", "slow", "broken", "drop", "truncate"]
 BrokenKind = Literal["json", "not-bundle", "no-resource", "wrong-type"]
 DEFAULT_COUNT = 50
 _CONTROL_PARAMS = frozenset({"_count", "_lastUpdated", "ct"})
+# Member restrictions (any type): `_id` on the resource's id, `patient` on its subject reference.
+_MEMBER_PARAMS = frozenset({"_id", "patient"})
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,10 @@ class FhirTestServer:
         required_token: str | None = None,
         port: int | None = None,
         base_path: str = "/fhir",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.dataset = FhirDataset(dict(counts), resource_bytes)
+        self.groups = {group_id: tuple(members) for group_id, members in (groups or {}).items()}
         self.max_count = max_count
         self.required_token = required_token
         self.port = port or free_port()
@@ -232,6 +238,39 @@ class FhirTestServer:
     ) -> dict[str, Iterator[str]]:
         """type -> ids an export of these types since `since` (exclusive) must contain, lazily."""
         return self.dataset.expected_ids(types, since, type_filters)
+
+    def expected_member_ids(
+        self, patients: Sequence[str], types: Sequence[str], since: str | None = None
+    ) -> dict[str, Iterator[str]]:
+        """type -> ids a Group export of these patients must contain (Patient by id, others by subject)."""
+        criteria = Criteria.from_since(since)
+
+        def ids(resource_type: str) -> Iterator[str]:
+            members = (("_id" if resource_type == "Patient" else "patient", ",".join(patients)),)
+            for index in range(self.dataset.count(resource_type)):
+                if self._selects(resource_type, index, criteria, members):
+                    yield self.dataset.resource_id(resource_type, index)
+
+        return {resource_type: ids(resource_type) for resource_type in types}
+
+    def _selects(
+        self, resource_type: str, index: int, criteria: Criteria, members: Sequence[tuple[str, str]]
+    ) -> bool:
+        """`criteria` and every member restriction (`_id` / `patient`, comma lists) hold."""
+        if not self.dataset.matches(resource_type, index, criteria):
+            return False
+        for name, value in members:
+            wanted = {item.strip().removeprefix("Patient/") for item in value.split(",")}
+            if name == "_id":
+                actual: str | None = self.dataset.resource_id(resource_type, index)
+            else:
+                reference = (self.dataset.resource(resource_type, index).get("subject") or {}).get(
+                    "reference"
+                )
+                actual = reference.removeprefix("Patient/") if isinstance(reference, str) else None
+            if actual not in wanted:
+                return False
+        return True
 
     # -- request handling (called on handler threads) -----------------------------------------
 
@@ -332,6 +371,15 @@ class FhirTestServer:
         }
 
     def _read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        if resource_type == "Group" and resource_id in self.groups:
+            members = [{"entity": {"reference": f"Patient/{m}"}} for m in self.groups[resource_id]]
+            return {
+                "resourceType": "Group",
+                "id": resource_id,
+                "type": "person",
+                "actual": True,
+                "member": members,
+            }
         index = self.dataset.index_of(resource_type, resource_id)
         if index is None:
             raise _BadRequest(404, f"{resource_type}/{resource_id} not found")
@@ -351,7 +399,10 @@ class FhirTestServer:
             raise _BadRequest(400, "_count must be positive")
         count = min(count, self.max_count)
         known = set(SEARCH_PARAMS.get(resource_type, {}))
-        unknown = sorted({k for k, _ in params if k not in _CONTROL_PARAMS and k not in known})
+        members = tuple((k, v) for k, v in params if k in _MEMBER_PARAMS)
+        unknown = sorted(
+            {k for k, _ in params if k not in _CONTROL_PARAMS | _MEMBER_PARAMS and k not in known}
+        )
         if unknown and strict:
             raise _BadRequest(400, f"unknown search parameter(s): {', '.join(unknown)}")
         criteria = Criteria(clauses, tuple((k, v) for k, v in params if k in known))
@@ -360,11 +411,11 @@ class FhirTestServer:
         total = self.dataset.count(resource_type)
         index, matched = offset, list[int]()
         while index < total and len(matched) < count:
-            if self.dataset.matches(resource_type, index, criteria):
+            if self._selects(resource_type, index, criteria, members):
                 matched.append(index)
             index += 1
         # Look ahead so the last page has no next link (no trailing empty page).
-        while index < total and not self.dataset.matches(resource_type, index, criteria):
+        while index < total and not self._selects(resource_type, index, criteria, members):
             index += 1
 
         entries: list[dict[str, Any]] = [
