@@ -112,6 +112,7 @@ class Runtime:
                 await closer()
             except Exception:  # noqa: BLE001 - keep shutting down
                 log.exception("Closing the output binding clients failed")
+        await _close_durable_sdk_session()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _start_durable(self) -> None:
@@ -211,3 +212,15 @@ def _optional_module(name: str) -> ModuleType | None:
         if exc.name != name:
             raise
         return None
+
+
+async def _close_durable_sdk_session() -> None:
+    """The durable SDK keeps one aiohttp session per process for its client calls; close it on
+    shutdown so it does not warn "Unclosed client session" (the app itself never closes it)."""
+    try:
+        from azure.durable_functions.models.utils import http_utils
+    except ImportError:
+        return
+    session = getattr(http_utils, "_client_session", None)
+    if session is not None and not session.closed:
+        await session.close()
