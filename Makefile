@@ -2,6 +2,7 @@
 # everything else into .venv/ and node_modules/ (again only when the requirement files change).
 #
 #   make run     Azurite + maildev + the self-hosted runtime on 127.0.0.1 (Ctrl-C stops all)
+#   make fhir-demo  a demo FHIR server on 127.0.0.1:8080 to export from (beside make run)
 #   make test    the whole test suite (tests start their own servers on free ports)
 #   make lint    ruff + mypy
 #   make bench   benchmarks (bench/*.py; each prints ratios against a baseline)
@@ -24,6 +25,7 @@ STATE_DIR ?= .state
 PYTEST_ARGS ?=
 BENCH ?= $(sort $(basename $(notdir $(filter-out bench/__init__.py bench/__main__.py,$(wildcard bench/*.py)))))
 BENCH_ARGS ?=
+FHIR_DEMO_PORT ?= 8080
 # The app's packages that hold Python files yet (mypy refuses an empty folder).
 MYPY_PATHS ?= function_app.py $(patsubst %/,%,$(sort $(dir $(wildcard \
 	http_api/*.py orchestrators/*.py activities/*.py shared/*.py selfhost/*.py scripts/*.py))))
@@ -33,7 +35,7 @@ MYPY_PATHS ?= function_app.py $(patsubst %/,%,$(sort $(dir $(wildcard \
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup run test lint bench clean distclean
+.PHONY: help setup run fhir-demo test lint bench clean distclean
 
 help:
 	@sed -n '/^$$/q; s/^# \{0,1\}//p' Makefile
@@ -74,6 +76,10 @@ lint: setup
 	exit $$status
 
 # Every bench/<name>.py module runs as `python -m bench.<name>`; each prints its ratios.
+# A demo FHIR source for `make run` (its default EXPORT_DEFAULT_FHIR_BASE_URL): generated data.
+fhir-demo: setup
+	exec $(PY) -m tests.support.fhir_server --port $(FHIR_DEMO_PORT)
+
 bench: setup
 	@test -n "$(strip $(BENCH))" || { echo "no benchmark in bench/" >&2; exit 1; }
 	@for name in $(BENCH); do echo "== bench.$$name"; $(PY) -m bench.$$name $(BENCH_ARGS) || exit 1; done

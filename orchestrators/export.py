@@ -99,7 +99,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     if prepared.error:
         return (yield from _finish(context, job, "failed", [], prepared.error))
 
-    yield _record(context, job.job_id, state="running", started=context.current_utc_datetime.isoformat())
+    yield _record(context, job.job_id, state="running", started=context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"))
     pending = list(request.source.types)
     running: list[tuple[Any, str]] = []
     outcomes: list[dict[str, Any]] = []
