@@ -3,7 +3,6 @@ against Azurite and a FHIR test server, plus helpers to submit, poll and validat
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,3 @@ def validate(azurite: Azurite, fhir: FhirTestServer, types: list[str], container
         return validate_export(fhir.expected_ids(types), iter_export_files(client, prefix + "/"))
     finally:
         client.close()
-
-
-def pause(seconds: float) -> None:
-    time.sleep(seconds)
