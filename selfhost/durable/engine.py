@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import re
@@ -21,9 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from selfhost.durable import entities as ent
 from selfhost.durable import history as h
 from selfhost.durable import sdk_speedups
-from selfhost.durable.episode import Bookkeeping, Catalog, Reply, is_retry_event, plan_control, plan_episode
+from selfhost.durable.episode import (
+    Bookkeeping,
+    Catalog,
+    Reply,
+    RewindRefused,
+    is_retry_event,
+    plan_control,
+    plan_episode,
+    plan_renotify,
+    plan_rewind,
+)
 from selfhost.durable.history import EventType
 from selfhost.durable.http_activity import run_http_activity
 from selfhost.durable.store import TERMINAL_STATUSES, EpisodeCommit, Instance, Message, Store, WorkItem
@@ -33,6 +45,7 @@ log = logging.getLogger("selfhost.durable")
 
 OUT_OF_PROC_LABEL = "\n\n$OutOfProcData$:"
 MAX_BATCH = 500  # events delivered in one episode (retry-related events always go alone)
+_FOREVER = datetime.timedelta(days=36500)
 
 
 class InstanceExists(Exception):
@@ -40,6 +53,10 @@ class InstanceExists(Exception):
 
 
 class UnknownOrchestrator(Exception):
+    pass
+
+
+class UnknownEntity(Exception):
     pass
 
 
@@ -67,7 +84,9 @@ class Engine:
         self.functions = dict(functions)
         self.orchestrators = {n: f for n, f in functions.items() if f.trigger_type == "orchestrationTrigger"}
         self.activities = {n: f for n, f in functions.items() if f.trigger_type == "activityTrigger"}
-        self.catalog = Catalog(frozenset(self.activities), frozenset(self.orchestrators))
+        # durable_index keys entities "@name" (lowercase), apart from the other durable names.
+        self.entities = {n[1:]: f for n, f in functions.items() if f.trigger_type == "entityTrigger" and n[:1] == "@"}
+        self.catalog = Catalog(frozenset(self.activities), frozenset(self.orchestrators), frozenset(self.entities))
         self.invoker = invoker
         self.clock = clock
         self._activity_slots = asyncio.Semaphore(max(1, max_activities))
@@ -129,21 +148,27 @@ class Engine:
             self._wake.clear()
             now = self.clock.now()
             free = self._orch_limit - len(self._inflight)
+            started = 0
             if free > 0:
                 for iid in self.store.ready_instances(now, free + len(self._inflight)):
                     if iid in self._inflight or len(self._inflight) >= self._orch_limit:
                         continue
                     self._inflight.add(iid)
                     self._spawn(self._episode(iid))
+                    started += 1
+            if started:
+                await asyncio.sleep(0)  # let them start; then look for more
+                continue
+            # Nothing startable: wait for a wake-up (new work, an episode ending) or the next timer.
+            # Messages already due belong to instances in an episode, whose end wakes us; the
+            # short cap only bounds the delay of a timer that falls due meanwhile.
             timeout = 5.0
             nxt = self.store.next_visible_at()
             if nxt is not None:
-                timeout = min(timeout, max(0.0, (nxt - self.clock.now()).total_seconds()))
-            if timeout > 0 or free <= 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
-            else:
-                await asyncio.sleep(0)
+                due_in = (nxt - self.clock.now()).total_seconds()
+                timeout = min(timeout, due_in if due_in > 0 else 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _episode(self, iid: str) -> None:
         loop = asyncio.get_running_loop()
@@ -162,6 +187,8 @@ class Engine:
         """Worker thread: load, replay through the SDK, plan, commit."""
         now = self.clock.now()
         messages = self.store.messages_for(iid, now)
+        if ent.is_entity_id(iid):
+            return self._run_entity_batch(iid, messages, now)
         inst = self.store.get_instance(iid)
         if inst is None:
             self.store.purge([iid])  # messages for a purged instance
@@ -192,6 +219,8 @@ class Engine:
             if m.kind != "event":
                 if batch:
                     break
+                if m.kind == "rewind":
+                    return self._rewind(inst, history, m, dropped, now)
                 if terminal:
                     dropped.append(m.id)
                     continue
@@ -228,6 +257,34 @@ class Engine:
         )  # fmt: skip
         return _Prepared(inst, bk, delivered, dropped + [m.id for m in batch], context)
 
+    def _rewind(self, inst: Instance, history: list[str], m: Message, dropped: list[int], now: Any) -> EpisodeCommit:
+        consumed = [*dropped, m.id]
+        reason = json.loads(m.body).get("reason")
+        commit = EpisodeCommit(instance=inst)
+        if inst.status == "Failed":
+            # Work items first, then queued results: a call completing in between shows up in the
+            # second read, so nothing is redone that is still on its way (complete_work is atomic).
+            running = frozenset(
+                w.task_id for w in self.store.pending_work()
+                if w.instance_id == inst.instance_id and w.execution_id == inst.execution_id
+            )  # fmt: skip
+            queued = [
+                json.loads(q.body) for q in self.store.messages_for(inst.instance_id, now + _FOREVER)
+                if q.kind == "event" and q.execution_id == inst.execution_id and q.id not in consumed
+            ]  # fmt: skip
+            tasks = running | {e["TaskScheduledId"] for e in queued if "TaskScheduledId" in e}
+            timers = frozenset(e["TimerId"] for e in queued if "TimerId" in e)
+            try:
+                commit = plan_rewind(inst, history, reason, now, tasks, timers)
+                log.info("Orchestration %s (%s) rewound: %s", inst.instance_id, inst.name, reason)
+            except RewindRefused as exc:
+                log.warning("%s", exc)
+                commit = plan_renotify(inst, now)  # a rewound parent must not wait forever
+        elif inst.status in TERMINAL_STATUSES:
+            commit = plan_renotify(inst, now)
+        commit.consumed = consumed
+        return commit
+
     def _call_orchestrator(self, prepared: _Prepared) -> Reply:
         fn = self.orchestrators.get(prepared.inst.name)
         if fn is None:
@@ -250,6 +307,44 @@ class Engine:
         log.info(
             "Executed 'Functions.%s' (%s, Id=%s, Duration=%dms, instance=%s)",
             fn.name, outcome, invocation_id, (time.perf_counter() - started) * 1000, prepared.inst.instance_id,
+        )  # fmt: skip
+        return reply
+
+    # -- entities ----------------------------------------------------------------------------
+
+    def _run_entity_batch(self, iid: str, messages: list[Message], now: Any) -> list[WorkItem]:
+        """Worker thread: run the entity's pending operations as one batch and commit atomically
+        (new state, consumed requests, responses, signals). One batch per entity at a time."""
+        inst = self.store.get_instance(iid) or ent.new_entity_instance(iid, now, uuid.uuid4().hex)
+        batch, dropped = ent.select_batch(messages, MAX_BATCH)
+        if not batch:
+            if dropped:
+                self.store.commit_episode(EpisodeCommit(instance=inst, consumed=dropped))
+            return []
+        reply = self._call_entity(inst, batch)
+        commit = ent.plan_entity_batch(inst, batch, reply, now)
+        commit.consumed = dropped + [r.message_id for r in batch]
+        return self.store.commit_episode(commit)
+
+    def _call_entity(self, inst: Instance, batch: list[ent.Request]) -> ent.BatchReply:
+        fn = self.entities.get(inst.name)
+        if fn is None:
+            known = ", ".join(f"'{n}'" for n in sorted(self.entities))
+            return ent.BatchReply.failed(
+                f"The function '{inst.name}' doesn't exist, is disabled, or is not an entity function. "
+                f"Additional info: The following are the known entity functions: {known}."
+            )
+        started = time.perf_counter()
+        try:
+            text = fn.user_function(ent.context_json(inst.instance_id, ent.EntityStatus.loads(inst.state), batch))
+            reply = ent.BatchReply.parse(text)
+        except Exception as exc:  # noqa: BLE001 - the SDK only raises for protocol faults
+            log.error("Entity %s raised outside the SDK protocol", inst.instance_id, exc_info=True)
+            reply = ent.BatchReply.failed(f"{type(exc).__name__}: {exc}")
+        log.info(
+            "Executed 'Functions.%s' (%s, entity=%s, operations=%d, Duration=%dms)",
+            fn.name, "Failed" if reply.error else "Succeeded", inst.instance_id, len(batch),
+            (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return reply
 
@@ -306,6 +401,23 @@ class Engine:
         now = self.clock.now()
         self.store.add_message(Message(instance_id, "event", json.dumps(h.event_raised(now, name, input_text)), now))
         self.wake()
+
+    def signal_entity(self, name: str, key: str, operation: str, input_text: str) -> str:
+        """Enqueue a signal (committed before this returns); `input_text` as client_operation_input."""
+        if name.lower() not in self.entities:
+            raise UnknownEntity(name)
+        now = self.clock.now()
+        target = ent.scheduler_id(name, key)
+        request = ent.request_message(
+            request_id=str(uuid.uuid4()), operation=operation, signal=True, input_text=input_text, now=now
+        )
+        self.store.add_message(ent.request_to(target, request, now))
+        self.wake()
+        return target
+
+    def read_entity(self, name: str, key: str) -> ent.EntityStatus:
+        inst = self.store.get_instance(ent.scheduler_id(name, key))
+        return ent.EntityStatus.loads(inst.state) if inst is not None else ent.EntityStatus()
 
     def control(self, instance_id: str, kind: str, reason: str | None) -> None:
         now = self.clock.now()
