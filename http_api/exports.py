@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
+    )
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> func.HttpResponse:

@@ -53,7 +53,9 @@ def _as_outcome(response: func.HttpResponse) -> func.HttpResponse:
     if response.status_code < 400 or response.mimetype != "application/json":
         return response
     error = json.loads(response.get_body() or b"{}").get("error") or {}
-    issue = Issue(_ISSUE_CODES.get(response.status_code, "exception"), str(error.get("message")), error.get("field"))
+    issue = Issue(
+        _ISSUE_CODES.get(response.status_code, "exception"), str(error.get("message")), error.get("field")
+    )
     headers = {"Retry-After": "10"} if response.status_code == 503 else None
     return _outcome(response.status_code, issue, headers=headers)
 
@@ -83,7 +85,9 @@ def _not_found(job_id: str) -> func.HttpResponse:
 # --- kick-off -----------------------------------------------------------------------------------
 
 
-def _prepare(req: func.HttpRequest, deps: Deps, level: Level, group_id: str | None) -> tuple[job_api.Submitted, bulkdata.ExportPlan]:
+def _prepare(
+    req: func.HttpRequest, deps: Deps, level: Level, group_id: str | None
+) -> tuple[job_api.Submitted, bulkdata.ExportPlan]:
     """Parse, consult the source, and record the job as queued (blocking: runs in a thread)."""
     lenient = bulkdata.prefers_lenient(req.headers.get("prefer"))
     pairs = bulkdata.query_pairs(req.url)
@@ -91,12 +95,16 @@ def _prepare(req: func.HttpRequest, deps: Deps, level: Level, group_id: str | No
         try:
             body = json.loads(req.get_body())
         except ValueError:
-            raise BulkDataError(400, Issue("invalid", "the body is not JSON (expected a FHIR Parameters resource)", "body")) from None
+            raise BulkDataError(
+                400, Issue("invalid", "the body is not JSON (expected a FHIR Parameters resource)", "body")
+            ) from None
         pairs += bulkdata.parameters_pairs(body)
     params = bulkdata.parse_kickoff(pairs, lenient=lenient)
     base_url = deps.settings.default_fhir_base_url
     if base_url is None:
-        raise BulkDataError(500, Issue("exception", "no FHIR source is configured (EXPORT_DEFAULT_FHIR_BASE_URL)"))
+        raise BulkDataError(
+            500, Issue("exception", "no FHIR source is configured (EXPORT_DEFAULT_FHIR_BASE_URL)")
+        )
     searchable = bulkdata.searchable_types(bulkdata.read_capability(deps.http, base_url))
     members = None
     if level == "group" and group_id is not None:
@@ -127,12 +135,29 @@ async def _kickoff(
         except Exception:
             log.exception("bulk export %s: could not start the orchestration", job_id)
             await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
-            return _outcome(503, Issue("transient", "the export could not be started; try again"),
-                            headers={"Retry-After": "10"})
-        log.info("bulk export %s (%s) accepted for %s: %s", job_id, level, submitted.job.request.requested_by,
-                 ",".join(plan.types))
-        info = [Issue("informational", f"ignored under lenient handling: {', '.join(plan.ignored)}",
-                      severity="information")] if plan.ignored else []
+            return _outcome(
+                503,
+                Issue("transient", "the export could not be started; try again"),
+                headers={"Retry-After": "10"},
+            )
+        log.info(
+            "bulk export %s (%s) accepted for %s: %s",
+            job_id,
+            level,
+            submitted.job.request.requested_by,
+            ",".join(plan.types),
+        )
+        info = (
+            [
+                Issue(
+                    "informational",
+                    f"ignored under lenient handling: {', '.join(plan.ignored)}",
+                    severity="information",
+                )
+            ]
+            if plan.ignored
+            else []
+        )
         body = bulkdata.operation_outcome(
             Issue("informational", f"export {job_id} accepted", severity="information"), *info
         )
@@ -144,19 +169,25 @@ async def _kickoff(
 
 @bp.route(route="fhir/$export", methods=["GET", "POST"])
 @bp.durable_client_input(client_name="client")
-async def fhir_export_system(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def fhir_export_system(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _kickoff(req, client, "system")
 
 
 @bp.route(route="fhir/Patient/$export", methods=["GET", "POST"])
 @bp.durable_client_input(client_name="client")
-async def fhir_export_patient(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def fhir_export_patient(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _kickoff(req, client, "patient")
 
 
 @bp.route(route="fhir/Group/{group_id}/$export", methods=["GET", "POST"])
 @bp.durable_client_input(client_name="client")
-async def fhir_export_group(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def fhir_export_group(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     return await _kickoff(req, client, "group", req.route_params["group_id"])
 
 
@@ -177,8 +208,12 @@ async def fhir_export_status(req: func.HttpRequest) -> func.HttpResponse:
         if answer.body is None:
             return func.HttpResponse(status_code=answer.status, headers=dict(answer.headers))
         mimetype = "application/json" if answer.status == 200 else FHIR_JSON
-        return func.HttpResponse(json.dumps(answer.body), status_code=answer.status, mimetype=mimetype,
-                                 headers=dict(answer.headers))
+        return func.HttpResponse(
+            json.dumps(answer.body),
+            status_code=answer.status,
+            mimetype=mimetype,
+            headers=dict(answer.headers),
+        )
 
     return await _answer(run)
 
@@ -198,7 +233,9 @@ def _delete(job_id: str, deps: Deps) -> dict[str, Any] | None:
 
 @bp.route(route="fhir/$export-status/{id}", methods=["DELETE"])
 @bp.durable_client_input(client_name="client")
-async def fhir_export_delete(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+async def fhir_export_delete(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id = req.route_params["id"]
         view = await asyncio.to_thread(_delete, job_id, get_deps())
@@ -210,7 +247,9 @@ async def fhir_export_delete(req: func.HttpRequest, client: df.DurableOrchestrat
             except Exception:  # noqa: BLE001 - the marker alone stops the work at the next page
                 log.warning("bulk export %s: cancel event not delivered; the cancel marker stands", job_id)
         log.info("bulk export %s deleted by the client (was %s)", job_id, view["state"])
-        body = bulkdata.operation_outcome(Issue("informational", f"export {job_id} deleted", severity="information"))
+        body = bulkdata.operation_outcome(
+            Issue("informational", f"export {job_id} deleted", severity="information")
+        )
         return func.HttpResponse(json.dumps(body), status_code=202, mimetype=FHIR_JSON)
 
     return await _answer(run)

@@ -65,7 +65,9 @@ def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
     return context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
 
 
-def _record(context: df.DurableOrchestrationContext, job_id: str, resource_type: str | None = None, **changes: Any) -> Any:
+def _record(
+    context: df.DurableOrchestrationContext, job_id: str, resource_type: str | None = None, **changes: Any
+) -> Any:
     update = RecordUpdate(job_id, changes, resource_type)
     return context.call_activity_with_retry(RECORD_ACTIVITY, _retry_default(), update.to_dict())
 
@@ -84,7 +86,9 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
         failures = job.consecutive_failures + 1
         if failures >= options.failure_threshold:
-            return (yield from _finish(context, job, "failed", [], f"preparation failed {failures} times: {exc}"))
+            return (
+                yield from _finish(context, job, "failed", [], f"preparation failed {failures} times: {exc}")
+            )
         yield _record(context, job.job_id, state="retrying", attempts=failures, last_error=str(exc)[:1000])
         cancel = context.wait_for_external_event(CANCEL_EVENT)
         timer = _wait(context, plan.failure_wait_s(failures, options.retry.first_retry_interval_ms))
@@ -99,7 +103,12 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     if prepared.error:
         return (yield from _finish(context, job, "failed", [], prepared.error))
 
-    yield _record(context, job.job_id, state="running", started=context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    yield _record(
+        context,
+        job.job_id,
+        state="running",
+        started=context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     pending = list(request.source.types)
     running: list[tuple[Any, str]] = []
     outcomes: list[dict[str, Any]] = []
@@ -109,7 +118,9 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         while pending and len(running) < options.parallel_types:
             resource_type = pending.pop(0)
             child = TypeInput(job.job_id, request, TypeCheckpoint(type=resource_type))
-            task = context.call_sub_orchestrator(TYPE_ORCHESTRATOR, child.to_dict(), f"{job.job_id}:{resource_type}")
+            task = context.call_sub_orchestrator(
+                TYPE_ORCHESTRATOR, child.to_dict(), f"{job.job_id}:{resource_type}"
+            )
             running.append((task, resource_type))
         waiting = [t for t, _ in running] + ([] if cancel_requested else [cancel_event])
         winner = yield context.task_any(waiting)
@@ -176,7 +187,11 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
         if out.retry_after_s is not None:
             throttled += 1
             if throttled > options.retry.max_attempts:
-                return (yield from _type_failure(context, given, last_commit, "the source kept asking to wait (Retry-After)"))
+                return (
+                    yield from _type_failure(
+                        context, given, last_commit, "the source kept asking to wait (Retry-After)"
+                    )
+                )
             yield _wait(context, plan.retry_after_wait_s(out.retry_after_s))
             continue
         throttled = 0
@@ -207,13 +222,17 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             return plan.type_outcome(done, "succeeded")
 
 
-def _type_failure(context: df.DurableOrchestrationContext, given: TypeInput, last_commit: TypeCheckpoint, error: str) -> Gen:
+def _type_failure(
+    context: df.DurableOrchestrationContext, given: TypeInput, last_commit: TypeCheckpoint, error: str
+) -> Gen:
     failures = last_commit.consecutive_failures + 1
     threshold = given.request.options.failure_threshold
     if failures >= threshold:
         yield _record(context, given.job_id, last_commit.type, state="failed", consecutive_failures=failures,
                       last_error=error[:1000])  # fmt: skip
-        return plan.type_outcome(last_commit, "failed", f"{failures} consecutive failed attempts; last: {error[:500]}")
+        return plan.type_outcome(
+            last_commit, "failed", f"{failures} consecutive failed attempts; last: {error[:500]}"
+        )
     yield _record(context, given.job_id, last_commit.type, state="retrying", consecutive_failures=failures,
                   last_error=error[:1000])  # fmt: skip
     yield _wait(context, plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms))

@@ -91,14 +91,12 @@ def load_host_config(app_root: Path, state_dir: Path, port: int | None = None) -
         batch_size=int(q.get("batchSize", 16)),
         new_batch_threshold=(int(q["newBatchThreshold"]) if "newBatchThreshold" in q else None),
         max_polling_interval_s=(
-            _timespan_seconds(str(q["maxPollingInterval"]), "extensions.queues.maxPollingInterval")
-            or 2.0
+            _timespan_seconds(str(q["maxPollingInterval"]), "extensions.queues.maxPollingInterval") or 2.0
             if "maxPollingInterval" in q
             else 2.0
         ),
         visibility_timeout_s=(
-            _timespan_seconds(str(q["visibilityTimeout"]), "extensions.queues.visibilityTimeout")
-            or 0.0
+            _timespan_seconds(str(q["visibilityTimeout"]), "extensions.queues.visibilityTimeout") or 0.0
             if "visibilityTimeout" in q
             else 0.0
         ),

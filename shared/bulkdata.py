@@ -116,7 +116,11 @@ class Issue:
     severity: str = "error"
 
     def to_dict(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        issue: dict[str, Any] = {
+            "severity": self.severity,
+            "code": self.code,
+            "diagnostics": self.diagnostics,
+        }
         if self.expression:
             issue["expression"] = [self.expression]
         return issue
@@ -157,7 +161,9 @@ def parameters_pairs(body: Any) -> list[tuple[str, str]]:
     if body is None:
         return []
     if not isinstance(body, Mapping) or body.get("resourceType") != "Parameters":
-        raise BulkDataError(400, Issue("invalid", "a POST kick-off body must be a FHIR Parameters resource", "body"))
+        raise BulkDataError(
+            400, Issue("invalid", "a POST kick-off body must be a FHIR Parameters resource", "body")
+        )
     pairs: list[tuple[str, str]] = []
     for i, parameter in enumerate(body.get("parameter") or []):
         name = parameter.get("name") if isinstance(parameter, Mapping) else None
@@ -165,7 +171,9 @@ def parameters_pairs(body: Any) -> list[tuple[str, str]]:
             raise BulkDataError(400, Issue("invalid", f"Parameters.parameter[{i}] has no name", "body"))
         values = [v for k, v in parameter.items() if k.startswith("value")]
         if len(values) != 1:
-            raise BulkDataError(400, Issue("invalid", f"parameter {name} must carry exactly one value[x]", name))
+            raise BulkDataError(
+                400, Issue("invalid", f"parameter {name} must carry exactly one value[x]", name)
+            )
         value = values[0]
         pairs.append((name, value if isinstance(value, str) else json.dumps(value)))
     return pairs
@@ -195,7 +203,9 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
             type_given = True
             for item in (part.strip() for part in value.split(",")):
                 if not _TYPE.match(item):
-                    issues.append(Issue("invalid", f"_type: {item!r} is not a FHIR resource type name", "_type"))
+                    issues.append(
+                        Issue("invalid", f"_type: {item!r} is not a FHIR resource type name", "_type")
+                    )
                 elif item not in types:
                     types.append(item)
         elif name == "_since":
@@ -209,23 +219,27 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
                 issues.append(Issue("invalid", f"_since: {exc.detail} (got {value!r})", "_since"))
         elif name == "_outputFormat":
             if value.replace(" ", "+").lower() not in NDJSON_FORMATS:
-                issues.append(Issue(
-                    "not-supported",
-                    f"_outputFormat: {value!r} is not supported; use application/fhir+ndjson",
-                    "_outputFormat",
-                ))
+                issues.append(
+                    Issue(
+                        "not-supported",
+                        f"_outputFormat: {value!r} is not supported; use application/fhir+ndjson",
+                        "_outputFormat",
+                    )
+                )
         elif name == "_typeFilter":
             filters.append(value)
         elif name in UNSUPPORTED_PARAMS:
             if lenient:
                 ignored.append(name)
             else:
-                issues.append(Issue(
-                    "not-supported",
-                    f"{name}: this server does not support the {name} parameter "
-                    "(send Prefer: handling=lenient to have it ignored)",
-                    name,
-                ))
+                issues.append(
+                    Issue(
+                        "not-supported",
+                        f"{name}: this server does not support the {name} parameter "
+                        "(send Prefer: handling=lenient to have it ignored)",
+                        name,
+                    )
+                )
     if type_given and not types and not any(i.expression == "_type" for i in issues):
         issues.append(Issue("invalid", "_type: names no resource type", "_type"))
     try:
@@ -259,9 +273,13 @@ def searchable_types(capability: Mapping[str, Any]) -> tuple[str, ...]:
 def group_members(group: Mapping[str, Any], group_id: str) -> tuple[str, ...]:
     """Ids of the Group's active Patient members, in order, without repeats."""
     if group.get("actual") is False:
-        raise BulkDataError(422, Issue(
-            "not-supported", f"Group/{group_id} is a definitional group (actual=false); its members are not listed"
-        ))
+        raise BulkDataError(
+            422,
+            Issue(
+                "not-supported",
+                f"Group/{group_id} is a definitional group (actual=false); its members are not listed",
+            ),
+        )
     members: list[str] = []
     for member in group.get("member") or []:
         if not isinstance(member, Mapping) or member.get("inactive") is True:
@@ -271,7 +289,12 @@ def group_members(group: Mapping[str, Any], group_id: str) -> tuple[str, ...]:
             continue
         # "Patient/123", an absolute ".../Patient/123", or either with "/_history/n".
         parts = reference.split("/_history/")[0].rstrip("/").split("/")
-        if len(parts) >= 2 and parts[-2] == "Patient" and _FHIR_ID.match(parts[-1]) and parts[-1] not in members:
+        if (
+            len(parts) >= 2
+            and parts[-2] == "Patient"
+            and _FHIR_ID.match(parts[-1])
+            and parts[-1] not in members
+        ):
             members.append(parts[-1])
     return tuple(members)
 
@@ -293,7 +316,9 @@ def _read_json(http: httpx.Client, url: str, what: str, not_found: Issue | None 
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        raise BulkDataError(502, Issue("exception", f"{what}: the FHIR server's answer is not a JSON resource"))
+        raise BulkDataError(
+            502, Issue("exception", f"{what}: the FHIR server's answer is not a JSON resource")
+        )
     return document
 
 
@@ -309,7 +334,9 @@ def read_group(http: httpx.Client, base_url: str, group_id: str) -> dict[str, An
     missing = Issue("not-found", f"Group/{group_id} was not found on the FHIR server", "Group.id")
     group = _read_json(http, url, f"Group/{group_id}", missing)
     if group.get("resourceType") != "Group":
-        raise BulkDataError(502, Issue("exception", f"Group/{group_id}: the FHIR server answered a non-Group"))
+        raise BulkDataError(
+            502, Issue("exception", f"Group/{group_id}: the FHIR server answered a non-Group")
+        )
     return group
 
 
@@ -346,10 +373,19 @@ def plan_export(
     types: list[str] = []
     for t in params.types:
         if t not in searchable:
-            refuse(Issue("not-supported", f"_type: the FHIR server does not support searching {t}", "_type"), t)
+            refuse(
+                Issue("not-supported", f"_type: the FHIR server does not support searching {t}", "_type"), t
+            )
         elif patient_level and t not in PATIENT_COMPARTMENT:
-            refuse(Issue("not-supported", f"_type: {t} is not in this server's patient compartment "
-                         f"list, so a {level}-level export cannot include it", "_type"), t)
+            refuse(
+                Issue(
+                    "not-supported",
+                    f"_type: {t} is not in this server's patient compartment "
+                    f"list, so a {level}-level export cannot include it",
+                    "_type",
+                ),
+                t,
+            )
         else:
             types.append(t)
     if not params.types:
@@ -360,14 +396,25 @@ def plan_export(
         if t in types:
             filters[t] = raw
         else:
-            refuse(Issue("invalid", f"_typeFilter: {raw!r} filters {t}, which is not exported", "_typeFilter"), raw)
+            refuse(
+                Issue("invalid", f"_typeFilter: {raw!r} filters {t}, which is not exported", "_typeFilter"),
+                raw,
+            )
     if issues:
         raise BulkDataError(400, *issues)
     if not types:
         if params.types:
-            raise BulkDataError(400, Issue("not-supported", "_type: none of the requested types can be exported", "_type"))
-        raise BulkDataError(502, Issue("not-supported", f"the FHIR server lists no resource types a {level}-level "
-                                       "export could search (CapabilityStatement search-type)"))
+            raise BulkDataError(
+                400, Issue("not-supported", "_type: none of the requested types can be exported", "_type")
+            )
+        raise BulkDataError(
+            502,
+            Issue(
+                "not-supported",
+                f"the FHIR server lists no resource types a {level}-level "
+                "export could search (CapabilityStatement search-type)",
+            ),
+        )
     if level == "group":
         filters = _restrict(types, filters, members or ())
     return ExportPlan(tuple(types), tuple(filters[t] for t in types if t in filters), tuple(ignored))
@@ -377,18 +424,23 @@ def _restrict(types: Sequence[str], filters: Mapping[str, str], members: Sequenc
     """Each type's filter ANDed with `<patient param>=<member ids>` (one filter per type: the
     source cannot OR filters, so a client's own filter and the restriction must share one)."""
     if not members:
-        raise BulkDataError(422, Issue("not-found", "the Group has no active Patient members; nothing to export"))
+        raise BulkDataError(
+            422, Issue("not-found", "the Group has no active Patient members; nothing to export")
+        )
     ids = ",".join(members)
     restricted: dict[str, str] = {}
     for t in types:
         clause = urlencode([(PATIENT_COMPARTMENT[t], ids)], safe=",")
         restricted[t] = f"{filters[t]}&{clause}" if t in filters else f"{t}?{clause}"
         if len(restricted[t]) > MAX_TYPE_FILTER_CHARS:
-            raise BulkDataError(422, Issue(
-                "too-costly",
-                f"the Group has {len(members)} members; this server exports groups whose member list "
-                f"fits a {MAX_TYPE_FILTER_CHARS}-character search restriction (about 100 members)",
-            ))
+            raise BulkDataError(
+                422,
+                Issue(
+                    "too-costly",
+                    f"the Group has {len(members)} members; this server exports groups whose member list "
+                    f"fits a {MAX_TYPE_FILTER_CHARS}-character search restriction (about 100 members)",
+                ),
+            )
     return restricted
 
 
@@ -489,7 +541,9 @@ def manifest(view: Mapping[str, Any], file_url: Callable[[str], str]) -> dict[st
     }
 
 
-def status_answer(job_id: str, view: Mapping[str, Any] | None, file_url: Callable[[str], str]) -> StatusAnswer:
+def status_answer(
+    job_id: str, view: Mapping[str, Any] | None, file_url: Callable[[str], str]
+) -> StatusAnswer:
     """What `GET` on the status URL answers for the job view `job_api.show` returned."""
     if not is_frontdoor_job(view):
         return StatusAnswer(404, {}, operation_outcome(Issue("not-found", f"no bulk export {job_id!r}")))

@@ -34,7 +34,11 @@ class JobInput:
     consecutive_failures: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "request": self.request.to_dict(), "consecutive_failures": self.consecutive_failures}
+        return {
+            "job_id": self.job_id,
+            "request": self.request.to_dict(),
+            "consecutive_failures": self.consecutive_failures,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobInput:
@@ -50,7 +54,11 @@ class TypeInput:
     checkpoint: TypeCheckpoint
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "request": self.request.to_dict(), "checkpoint": self.checkpoint.to_dict()}
+        return {
+            "job_id": self.job_id,
+            "request": self.request.to_dict(),
+            "checkpoint": self.checkpoint.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TypeInput:

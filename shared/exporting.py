@@ -84,11 +84,19 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
         if page.count:
             _destination(task.request, deps).stage(name, block, page.ndjson)
     except RetryAfterError as exc:
-        log.info("job %s %s page %d: server asked to wait %.1fs", task.job_id, task.type, task.page, exc.retry_after_s)
+        log.info(
+            "job %s %s page %d: server asked to wait %.1fs",
+            task.job_id,
+            task.type,
+            task.page,
+            exc.retry_after_s,
+        )
         return PageOutcome(retry_after_s=exc.retry_after_s)
     except PermanentError as exc:
         log.warning("job %s %s page %d failed permanently: %s", task.job_id, task.type, task.page, exc)
-        return PageOutcome(PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc)))
+        return PageOutcome(
+            PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc))
+        )
     log.info("job %s %s page %d: %d resources staged", task.job_id, task.type, task.page, page.count)
     return PageOutcome(
         PageResult(
@@ -103,7 +111,9 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
     )
 
 
-def type_progress(checkpoint: TypeCheckpoint, destination: Destination, state: str, **extra: Any) -> dict[str, Any]:
+def type_progress(
+    checkpoint: TypeCheckpoint, destination: Destination, state: str, **extra: Any
+) -> dict[str, Any]:
     """The per-type part of the job record: counts of what is committed, and the files."""
     files = [
         {
@@ -161,7 +171,9 @@ def record(update: RecordUpdate, deps: Deps) -> None:
         return
     view = deps.jobs.view(update.job_id)
     current: Mapping[str, Any] = (view.types.get(update.resource_type) if view else None) or {}
-    deps.jobs.put_type_progress(update.job_id, update.resource_type, {**current, **update.changes, "updated": utc_now()})
+    deps.jobs.put_type_progress(
+        update.job_id, update.resource_type, {**current, **update.changes, "updated": utc_now()}
+    )
 
 
 def finish(task: FinishTask, deps: Deps) -> None:

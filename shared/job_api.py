@@ -103,7 +103,9 @@ def present(view: JobView) -> dict[str, Any]:
             "job": record.get("attempts", 0),
             "types": {t: p.get("consecutive_failures", 0) for t, p in types.items()},
         },
-        "last_error": (record.get("outcome") or {}).get("error") or record.get("last_error") or (errors[-1] if errors else None),
+        "last_error": (record.get("outcome") or {}).get("error")
+        or record.get("last_error")
+        or (errors[-1] if errors else None),
         "output": output,
     }
 
@@ -138,7 +140,13 @@ def list_jobs(params: Mapping[str, str], deps: Deps) -> dict[str, Any]:
     )
     return {
         "jobs": [
-            {"id": j.job_id, "state": j.state, "requested_by": j.requested_by, "labels": j.labels, "created": j.created}
+            {
+                "id": j.job_id,
+                "state": j.state,
+                "requested_by": j.requested_by,
+                "labels": j.labels,
+                "created": j.created,
+            }
             for j in page.jobs
         ],
         "continuation": page.continuation,

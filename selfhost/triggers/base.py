@@ -25,4 +25,6 @@ class TriggerListener(Protocol):
 class OutputHandler(Protocol):
     """Writes the value a function set on an output binding (queue message(s), blob)."""
 
-    async def write(self, binding: Mapping[str, Any], value: Any, binding_data: Mapping[str, Any]) -> None: ...
+    async def write(
+        self, binding: Mapping[str, Any], value: Any, binding_data: Mapping[str, Any]
+    ) -> None: ...

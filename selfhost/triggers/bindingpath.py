@@ -119,7 +119,9 @@ class BlobPathPattern:
                 parts.append(re.escape(text))
                 continue
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) or text in names:
-                raise BindingExpressionError(f"blob trigger path {path!r}: bad or repeated parameter {{{text}}}")
+                raise BindingExpressionError(
+                    f"blob trigger path {path!r}: bad or repeated parameter {{{text}}}"
+                )
             names.append(text)
             parts.append(f"(?P<{text}>.*)")
         parts.append("$")
@@ -141,7 +143,9 @@ def _net_datetime(when: _dt.datetime, fmt: str) -> str:
             offset = when.utcoffset()
             if offset is None:
                 return ""
-            return "Z" if offset == _dt.timedelta(0) else when.strftime("%z")[:3] + ":" + when.strftime("%z")[3:]
+            return (
+                "Z" if offset == _dt.timedelta(0) else when.strftime("%z")[:3] + ":" + when.strftime("%z")[3:]
+            )
         if token.startswith("f"):
             return f"{when.microsecond:06d}"[: len(token)]
         mapping = {"yyyy": "%Y", "yy": "%y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
@@ -191,6 +195,8 @@ def format_template(
             try:
                 value = _lookup(binding_data, name.strip())
             except KeyError:
-                raise BindingExpressionError(f"no value for named parameter {{{name}}} in {template!r}") from None
+                raise BindingExpressionError(
+                    f"no value for named parameter {{{name}}} in {template!r}"
+                ) from None
             out.append(value if isinstance(value, str) else str(value))
     return "".join(out)

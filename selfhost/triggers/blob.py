@@ -170,7 +170,9 @@ class BlobListener:
             except ResourceNotFoundError:
                 pass  # the container does not exist yet: not an error, keep scanning
             except AzureError as exc:
-                log.warning("Scanning container %s for %s failed: %s", self.pattern.container, self._fn.name, exc)
+                log.warning(
+                    "Scanning container %s for %s failed: %s", self.pattern.container, self._fn.name, exc
+                )
             await asyncio.sleep(self.scan_interval_s)
 
     async def scan_once(self) -> None:
@@ -199,7 +201,9 @@ class BlobListener:
         assert self._receipts is not None
         container = self.pattern.container
         state = await self._receipts.state(etag, container, name)
-        if state is ReceiptState.MISSING and not await self._receipts.try_create_incomplete(etag, container, name):
+        if state is ReceiptState.MISSING and not await self._receipts.try_create_incomplete(
+            etag, container, name
+        ):
             state = await self._receipts.state(etag, container, name)
         return state is not ReceiptState.COMPLETE
 
@@ -227,16 +231,29 @@ class BlobListener:
         try:
             await self._invoke(work.name, work.etag, work.captures)
         except (ResourceNotFoundError, ResourceModifiedError):
-            log.info("Blob %s/%s was deleted or changed before %s ran; skipping this version",
-                     self.pattern.container, work.name, self._fn.name)
+            log.info(
+                "Blob %s/%s was deleted or changed before %s ran; skipping this version",
+                self.pattern.container,
+                work.name,
+                self._fn.name,
+            )
             return "dropped"
         except AzureError as exc:
-            log.warning("Reading blob %s/%s failed (attempt %d): %s", self.pattern.container, work.name, attempt, exc)
+            log.warning(
+                "Reading blob %s/%s failed (attempt %d): %s", self.pattern.container, work.name, attempt, exc
+            )
             return "failed"
         except Exception as exc:  # noqa: BLE001 - any error from user code is a failed attempt
             # The invoker has logged the traceback; this line says what happens to the blob.
-            log.warning("Function %s failed on blob %s/%s (attempt %d of %d): %s",
-                        self._fn.name, self.pattern.container, work.name, attempt, self.max_attempts, exc)
+            log.warning(
+                "Function %s failed on blob %s/%s (attempt %d of %d): %s",
+                self._fn.name,
+                self.pattern.container,
+                work.name,
+                attempt,
+                self.max_attempts,
+                exc,
+            )
             return "failed"
         return "done"
 
@@ -254,11 +271,19 @@ class BlobListener:
         properties = blob_properties_dict(props)
         metadata = dict(props.metadata or {})
         stream = InputStream(
-            data=data, name=path, uri=client.url, length=props.size,
-            blob_properties=properties, metadata=metadata,
+            data=data,
+            name=path,
+            uri=client.url,
+            length=props.size,
+            blob_properties=properties,
+            metadata=metadata,
         )
         binding_data: dict[str, Any] = {
-            **captures, "BlobTrigger": path, "Uri": client.url, "Properties": properties, "Metadata": metadata,
+            **captures,
+            "BlobTrigger": path,
+            "Uri": client.url,
+            "Properties": properties,
+            "Metadata": metadata,
         }
         await self._invoker.invoke(self._fn, {self._arg: stream}, binding_data=binding_data)
 
@@ -269,7 +294,9 @@ class BlobListener:
         """
         container, _, name = (text or "").strip().lstrip("/").partition("/")
         if container != self.pattern.container or not name:
-            raise ValueError(f"input must be a blob path '{self.pattern.container}/<blob name>', got {text!r}")
+            raise ValueError(
+                f"input must be a blob path '{self.pattern.container}/<blob name>', got {text!r}"
+            )
         captures = self.pattern.match(name)
         if captures is None:
             raise ValueError(f"blob {text!r} does not match the trigger path of '{self._fn.name}'")
@@ -277,11 +304,20 @@ class BlobListener:
 
     async def _poison(self, work: _Work) -> bool:
         record = {
-            "Type": "BlobTrigger", "FunctionId": self.function_id, "BlobType": work.blob_type,
-            "ContainerName": self.pattern.container, "BlobName": work.name, "ETag": work.etag,
+            "Type": "BlobTrigger",
+            "FunctionId": self.function_id,
+            "BlobType": work.blob_type,
+            "ContainerName": self.pattern.container,
+            "BlobName": work.name,
+            "ETag": work.etag,
         }
-        log.warning("Blob %s/%s failed %d times; writing a poison record to queue '%s'",
-                    self.pattern.container, work.name, self.max_attempts, POISON_QUEUE)
+        log.warning(
+            "Blob %s/%s failed %d times; writing a poison record to queue '%s'",
+            self.pattern.container,
+            work.name,
+            self.max_attempts,
+            POISON_QUEUE,
+        )
         queue = self._clients.queue_service(self._connection).get_queue_client(POISON_QUEUE)
         text = encode_message(json.dumps(record).encode("utf-8"), self._encoding)
         try:
@@ -294,6 +330,8 @@ class BlobListener:
         except AzureError as exc:
             # Completing the receipt anyway would lose the blob silently; leaving it incomplete
             # makes it fire again after a restart, which is the lesser evil.
-            log.error("Could not write the poison record for %s/%s: %s", self.pattern.container, work.name, exc)
+            log.error(
+                "Could not write the poison record for %s/%s: %s", self.pattern.container, work.name, exc
+            )
             return False
         return True

@@ -82,7 +82,9 @@ def resolve_connection(name: str | None, environ: Mapping[str, str] | None = Non
     """Find the connection string for a binding's `connection` value (see module docstring)."""
     env = os.environ if environ is None else environ
     name = (name or "").strip()
-    candidates = [name, f"AzureWebJobs{name}", f"ConnectionStrings:{name}"] if name else [HOST_STORAGE_SETTING]
+    candidates = (
+        [name, f"AzureWebJobs{name}", f"ConnectionStrings:{name}"] if name else [HOST_STORAGE_SETTING]
+    )
     for setting in candidates:
         value = env.get(setting, "").strip()
         if value:

@@ -31,12 +31,29 @@ __all__ = [
     "parse_timespan",
 ]
 
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
-           "september", "october", "november", "december")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 # (low, high, names) per field, in expression order.
 _FIELDS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
-    (0, 59, ()), (0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, _DAYS),
+    (0, 59, ()),
+    (0, 59, ()),
+    (0, 23, ()),
+    (1, 31, ()),
+    (1, 12, _MONTHS),
+    (0, 6, _DAYS),
 )
 # A schedule that never occurs (e.g. 30 February) must not loop forever: the Gregorian
 # calendar repeats every 400 years, so nothing that exists is further away than that.
@@ -117,9 +134,7 @@ class CrontabSchedule:
     def _day_matches(self, day: _dt.date) -> bool:
         # NCRONTAB requires both day fields to match (AND), unlike Vixie cron's OR.
         return (
-            day.month in self.months
-            and day.day in self.days
-            and (day.weekday() + 1) % 7 in self.days_of_week
+            day.month in self.months and day.day in self.days and (day.weekday() + 1) % 7 in self.days_of_week
         )
 
     def next_after(self, after: _dt.datetime) -> _dt.datetime | None:
@@ -240,9 +255,7 @@ def parse_timespan(text: str) -> _dt.timedelta:
     return _dt.timedelta(days=int(days or 0), hours=a, minutes=b, seconds=c, microseconds=micro)
 
 
-def parse_schedule(
-    text: str, environ: Mapping[str, str] | None = None, tz: _dt.tzinfo = _dt.UTC
-) -> Schedule:
+def parse_schedule(text: str, environ: Mapping[str, str] | None = None, tz: _dt.tzinfo = _dt.UTC) -> Schedule:
     """Resolve `%Setting%`, then parse as NCRONTAB (tried first, like the host) or TimeSpan."""
     try:
         resolved = resolve_setting_references(text, environ).strip()

@@ -59,7 +59,9 @@ def queue_payloads(value: Any) -> list[bytes]:
             elif isinstance(item, func_abc.QueueMessage):
                 items.append(_message_json(item))
             else:
-                raise TypeError(f"a queue output list holds str or func.QueueMessage, not {type(item).__name__}")
+                raise TypeError(
+                    f"a queue output list holds str or func.QueueMessage, not {type(item).__name__}"
+                )
         text = json.dumps(items)
     else:
         raise TypeError(
@@ -101,7 +103,9 @@ class _Handler:
 class QueueOutput(_Handler):
     """Output binding type `queue`."""
 
-    def __init__(self, clients: StorageClients, encoding: str, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, clients: StorageClients, encoding: str, environ: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(clients, environ)
         self._encoding = encoding
 
@@ -109,7 +113,9 @@ class QueueOutput(_Handler):
         payloads = queue_payloads(value)
         if not payloads:
             return
-        name = validate_queue_name(format_template(str(binding["queueName"]), binding_data, environ=self._environ))
+        name = validate_queue_name(
+            format_template(str(binding["queueName"]), binding_data, environ=self._environ)
+        )
         connection = resolve_connection(binding.get("connection"), self._environ)
         client = self._clients.queue_service(connection).get_queue_client(name)
         for body in payloads:

@@ -56,15 +56,17 @@ def _binding_data(msg: QueueMessage, text: str) -> dict[str, Any]:
         parsed = json.loads(text)
         if isinstance(parsed, dict):
             data.update(parsed)
-    data.update({
-        "QueueTrigger": text,
-        "Id": msg.id,
-        "DequeueCount": msg.dequeue_count,
-        "ExpirationTime": msg.expires_on.isoformat() if msg.expires_on else None,
-        "InsertionTime": msg.inserted_on.isoformat() if msg.inserted_on else None,
-        "NextVisibleTime": msg.next_visible_on.isoformat() if msg.next_visible_on else None,
-        "PopReceipt": msg.pop_receipt,
-    })
+    data.update(
+        {
+            "QueueTrigger": text,
+            "Id": msg.id,
+            "DequeueCount": msg.dequeue_count,
+            "ExpirationTime": msg.expires_on.isoformat() if msg.expires_on else None,
+            "InsertionTime": msg.inserted_on.isoformat() if msg.inserted_on else None,
+            "NextVisibleTime": msg.next_visible_on.isoformat() if msg.next_visible_on else None,
+            "PopReceipt": msg.pop_receipt,
+        }
+    )
     return data
 
 
@@ -140,7 +142,8 @@ class QueueListener:
 
     async def _poll_loop(self) -> None:
         backoff = Backoff(
-            self.min_polling_interval_s, max(self.min_polling_interval_s, self.settings.max_polling_interval_s)
+            self.min_polling_interval_s,
+            max(self.min_polling_interval_s, self.settings.max_polling_interval_s),
         )
         while True:
             try:
@@ -189,20 +192,32 @@ class QueueListener:
             await self._settle(msg, ok=False, poison_now=True)
             return
         request = FuncQueueMessage(  # type: ignore[no-untyped-call]  # the library's __init__ is untyped
-            id=msg.id, body=body, dequeue_count=msg.dequeue_count, expiration_time=msg.expires_on,
-            insertion_time=msg.inserted_on, time_next_visible=msg.next_visible_on, pop_receipt=msg.pop_receipt,
+            id=msg.id,
+            body=body,
+            dequeue_count=msg.dequeue_count,
+            expiration_time=msg.expires_on,
+            insertion_time=msg.inserted_on,
+            time_next_visible=msg.next_visible_on,
+            pop_receipt=msg.pop_receipt,
         )
         renewer = asyncio.create_task(self._keep_leased(msg))
         try:
             await self._invoker.invoke(
-                self._fn, {self._arg: request},
+                self._fn,
+                {self._arg: request},
                 binding_data=_binding_data(msg, body.decode("utf-8", errors="replace")),
             )
             ok = True
         except Exception as exc:  # noqa: BLE001 - any error from user code is a failed attempt
             # The invoker has logged the traceback; this line says what happens to the message.
-            log.warning("Function %s failed on message %s (dequeue count %s of %d): %s",
-                        self._fn.name, msg.id, msg.dequeue_count, self.settings.max_dequeue_count, exc)
+            log.warning(
+                "Function %s failed on message %s (dequeue count %s of %d): %s",
+                self._fn.name,
+                msg.id,
+                msg.dequeue_count,
+                self.settings.max_dequeue_count,
+                exc,
+            )
             ok = False
         finally:
             renewer.cancel()
@@ -215,7 +230,9 @@ class QueueListener:
         while True:
             await asyncio.sleep(self.renew_interval_s)
             try:
-                updated = await self._queue.update_message(msg.id, msg.pop_receipt, visibility_timeout=LEASE_S)
+                updated = await self._queue.update_message(
+                    msg.id, msg.pop_receipt, visibility_timeout=LEASE_S
+                )
             except AzureError as exc:
                 log.warning("Could not renew the lease of message %s: %s", msg.id, exc)
                 return
@@ -240,10 +257,15 @@ class QueueListener:
     async def _move_to_poison(self, msg: QueueMessage) -> None:
         assert self._queue is not None
         if self.poison_name is None:
-            log.warning("Message %s failed; queue %s has no poison queue, leaving it leased", msg.id, self.queue_name)
+            log.warning(
+                "Message %s failed; queue %s has no poison queue, leaving it leased", msg.id, self.queue_name
+            )
             return
-        log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
-                    self.settings.max_dequeue_count, self.poison_name)
+        log.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self.settings.max_dequeue_count,
+            self.poison_name,
+        )
         poison = self._clients.queue_service(self._connection).get_queue_client(self.poison_name)
         try:
             await poison.send_message(msg.content)

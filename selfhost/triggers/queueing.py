@@ -72,7 +72,9 @@ def validate_queue_name(name: str) -> str:
     """Lower-case and check a queue name as the SDK does (3-63 chars, a-z 0-9 and single '-')."""
     normalized = name.strip().lower()
     if not _QUEUE_NAME.match(normalized):
-        raise ConfigError(f"invalid queue name {name!r}: use 3-63 lower-case letters, digits and single hyphens")
+        raise ConfigError(
+            f"invalid queue name {name!r}: use 3-63 lower-case letters, digits and single hyphens"
+        )
     return normalized
 
 

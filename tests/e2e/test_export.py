@@ -23,7 +23,9 @@ def fhir() -> Iterator[FhirTestServer]:
 
 
 @pytest.fixture(scope="module")
-def service(azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+def service(
+    azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RuntimeProcess]:
     rt = start_service(azurite, fhir, tmp_path_factory.mktemp("export-e2e"))
     try:
         yield rt
@@ -38,7 +40,9 @@ def client(service: RuntimeProcess) -> Iterator[ExportClient]:
     c.close()
 
 
-def test_small_export_succeeds_and_validates(client: ExportClient, azurite: Azurite, fhir: FhirTestServer) -> None:
+def test_small_export_succeeds_and_validates(
+    client: ExportClient, azurite: Azurite, fhir: FhirTestServer
+) -> None:
     job_id = client.start(export_body(fhir, TYPES, "exports-small", "run1"))
     status = client.wait(job_id)
     assert status["state"] == "succeeded", status

@@ -48,7 +48,9 @@ def client(service: RuntimeProcess) -> Iterator[ExportClient]:
     c.close()
 
 
-def body(fhir: FhirTestServer, azurite: Azurite, types: list[str], container: str, prefix: str, **options: Any) -> dict[str, Any]:
+def body(
+    fhir: FhirTestServer, azurite: Azurite, types: list[str], container: str, prefix: str, **options: Any
+) -> dict[str, Any]:
     b = export_body(fhir, types, container, prefix, **options)
     b["source"]["auth_secret"] = TOKEN
     b["destination"]["secret"] = azurite.connection_string
@@ -87,7 +89,9 @@ def test_kill_9_mid_export_resumes_without_loss_or_duplicates(client: ExportClie
                                                               fhir: FhirTestServer, service: RuntimeProcess) -> None:  # fmt: skip
     fhir.faults.add(Fault(kind="slow", delay_s=0.15, times=None))
     types = ["Patient", "Observation", "Encounter"]
-    job = client.start(body(fhir, azurite, types, "crash", "c", page_size=10, commit_every_pages=2, parallel_types=2))
+    job = client.start(
+        body(fhir, azurite, types, "crash", "c", page_size=10, commit_every_pages=2, parallel_types=2)
+    )
     wait_until(lambda: client.status(job)["progress"]["Patient"]["resources"] >= 20, timeout=60,
                message="some pages committed")  # fmt: skip
     service.kill()
@@ -99,9 +103,13 @@ def test_kill_9_mid_export_resumes_without_loss_or_duplicates(client: ExportClie
     assert secrets_left(service, job) == []
 
 
-def test_transient_source_faults_end_in_success(client: ExportClient, azurite: Azurite, fhir: FhirTestServer) -> None:
+def test_transient_source_faults_end_in_success(
+    client: ExportClient, azurite: Azurite, fhir: FhirTestServer
+) -> None:
     fhir.faults.add(Fault(kind="status", status=503, resource_type="Patient", page=2, times=2))
-    fhir.faults.add(Fault(kind="status", status=429, retry_after="1", resource_type="Observation", page=3, times=1))
+    fhir.faults.add(
+        Fault(kind="status", status=429, retry_after="1", resource_type="Observation", page=3, times=1)
+    )
     fhir.faults.add(Fault(kind="drop", resource_type="Encounter", page=1, times=1))
     types = ["Patient", "Observation", "Encounter"]
     job = client.start(body(fhir, azurite, types, "flaky", "f", page_size=20, retry=FAST_RETRY))
@@ -116,7 +124,9 @@ def test_permanent_fault_fails_with_the_servers_reason(client: ExportClient, azu
                                                        fhir: FhirTestServer, service: RuntimeProcess) -> None:  # fmt: skip
     fhir.faults.add(Fault(kind="status", status=403, diagnostics="Encounter access denied for this client",
                           resource_type="Encounter", page=1, times=None))  # fmt: skip
-    job = client.start(body(fhir, azurite, ["Patient", "Encounter"], "perm", "p", page_size=20, retry=FAST_RETRY))
+    job = client.start(
+        body(fhir, azurite, ["Patient", "Encounter"], "perm", "p", page_size=20, retry=FAST_RETRY)
+    )
     status = client.wait(job, timeout=60)
     assert status["state"] == "failed"
     assert "Encounter access denied for this client" in status["last_error"]

@@ -38,7 +38,9 @@ def fhir() -> Iterator[FhirTestServer]:
 
 
 @pytest.fixture(scope="module")
-def service(azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+def service(
+    azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RuntimeProcess]:
     rt = start_service(azurite, fhir, tmp_path_factory.mktemp("fhir-front-door"))
     try:
         yield rt
@@ -57,8 +59,14 @@ class BulkDataClient:
     def close(self) -> None:
         self.http.close()
 
-    def kickoff(self, path: str, params: dict[str, str] | None = None, *, body: dict[str, Any] | None = None,
-                headers: dict[str, str] | None = None) -> httpx.Response:
+    def kickoff(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         sent = {"Accept": FHIR_JSON, "Prefer": "respond-async", **(headers or {})}
         url = self.rt.url(f"api/fhir/{path}")
         if body is not None:
@@ -113,7 +121,9 @@ def client(service: RuntimeProcess) -> Iterator[BulkDataClient]:
     c.close()
 
 
-def check(client: BulkDataClient, manifest: dict[str, Any], expected: dict[str, Iterator[str]]) -> ValidationReport:
+def check(
+    client: BulkDataClient, manifest: dict[str, Any], expected: dict[str, Iterator[str]]
+) -> ValidationReport:
     expected_sets = {t: set(ids) for t, ids in expected.items()}
     report = validate_export(expected_sets, client.download(manifest))
     assert report.ok, report.render()
@@ -133,8 +143,12 @@ def outcome(r: httpx.Response, status: int) -> list[dict[str, Any]]:
     return list(body["issue"])
 
 
-def test_system_export_follows_the_ig(client: BulkDataClient, fhir: FhirTestServer, service: RuntimeProcess) -> None:
-    r = client.kickoff("$export", {"_outputFormat": "application/fhir+ndjson"}, headers={"From": "ann@example.com"})
+def test_system_export_follows_the_ig(
+    client: BulkDataClient, fhir: FhirTestServer, service: RuntimeProcess
+) -> None:
+    r = client.kickoff(
+        "$export", {"_outputFormat": "application/fhir+ndjson"}, headers={"From": "ann@example.com"}
+    )
     assert r.status_code == 202, r.text
     status_url = r.headers["Content-Location"]
     manifest = client.manifest(status_url)
@@ -153,7 +167,10 @@ def test_system_export_follows_the_ig(client: BulkDataClient, fhir: FhirTestServ
     assert record["requested_by"] == "ann@example.com"
     assert record["labels"]["frontdoor"] == "fhir"
     assert record["request"]["destination"] == {
-        "kind": "blob", "container": "exports", "path_prefix": job_id, "secret_name": None,
+        "kind": "blob",
+        "container": "exports",
+        "path_prefix": job_id,
+        "secret_name": None,
     }
     # Downloads need the key, and serve only this job's files.
     assert httpx.get(manifest["output"][0]["url"]).status_code == 401
@@ -201,6 +218,7 @@ def test_delete_cancels_and_the_status_url_then_answers_404(
     fhir.faults.add(Fault("slow", delay_s=1.0, resource_type="Observation", times=None))
     try:
         status_url = client.start("$export")
+
         # Delete while it runs (Observation pages take a second each), not while still queued.
         def running() -> bool:
             r = client.http.get(status_url)

@@ -37,7 +37,13 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DurableApp]:
 
 def test_chaining_and_status_codes(app: DurableApp) -> None:
     started = app.start("chaining")
-    assert set(started) >= {"id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri", "purgeHistoryDeleteUri"}
+    assert set(started) >= {
+        "id",
+        "statusQueryGetUri",
+        "sendEventPostUri",
+        "terminatePostUri",
+        "purgeHistoryDeleteUri",
+    }
     done = app.wait(started)
     assert done["output"] == ["Hello Tokyo", "Hello Seattle", "Hello London"]
     r = app.status(started["statusQueryGetUri"])
@@ -229,5 +235,3 @@ def test_unknown_orchestrator_is_a_clear_500_from_the_starter(app: DurableApp) -
     r = httpx.post(app.rt.url("api/orchestrators/nope"), params={"code": app.key})
     assert r.status_code == 500 and "Traceback" not in r.text
     assert "doesn't exist" in app.rt.log_text()
-
-

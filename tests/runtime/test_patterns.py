@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.runtime, pytest.mark.azurite]
 @pytest.fixture(scope="module")
 def runtime(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     tmp = tmp_path_factory.mktemp("patterns")
-    rt = RuntimeProcess(app_root("patterns_app"), tmp / "state", env={"AzureWebJobsStorage": azurite.connection_string})
+    rt = RuntimeProcess(
+        app_root("patterns_app"), tmp / "state", env={"AzureWebJobsStorage": azurite.connection_string}
+    )
     rt.start()
     yield rt
     rt.stop()
@@ -47,7 +49,9 @@ def test_chaining(runtime: RuntimeProcess) -> None:
     assert out["output"] == ["Hello Lisbon!", "Hello Nairobi!", "Hello Osaka!"]
 
 
-def test_fan_out_fan_in_copies_files_to_blob(runtime: RuntimeProcess, azurite: Azurite, tmp_path: Path) -> None:
+def test_fan_out_fan_in_copies_files_to_blob(
+    runtime: RuntimeProcess, azurite: Azurite, tmp_path: Path
+) -> None:
     for i in range(12):
         (tmp_path / f"file{i}.txt").write_bytes(b"x" * (100 + i))
     out = finished(start(runtime, "backup_folder", str(tmp_path)))
@@ -72,5 +76,7 @@ def test_monitor_polls_until_condition(runtime: RuntimeProcess, tmp_path: Path) 
     flag.write_text("ok")
     out = finished(urls)["output"]
     assert out["state"] == "done" and out["checks"] >= 1  # type: ignore[index]
-    expired = finished(start(runtime, "job_monitor", {"flag": str(tmp_path / "never"), "interval_s": 1, "expiry_s": 2}))
+    expired = finished(
+        start(runtime, "job_monitor", {"flag": str(tmp_path / "never"), "interval_s": 1, "expiry_s": 2})
+    )
     assert expired["output"]["state"] == "expired"  # type: ignore[index]

@@ -45,8 +45,10 @@ def env(azurite: Azurite) -> dict[str, str]:
 
 
 def queue_fn(queue_name: str) -> Any:
-    return function_info("work", {"type": "queueTrigger", "name": "msg", "queueName": queue_name,
-                                  "connection": "AzureWebJobsStorage"})
+    return function_info(
+        "work",
+        {"type": "queueTrigger", "name": "msg", "queueName": queue_name, "connection": "AzureWebJobsStorage"},
+    )
 
 
 @asynccontextmanager
@@ -95,7 +97,9 @@ def test_message_is_processed_and_deleted(tmp_path: Path, env: dict[str, str]) -
             queue = service.get_queue_client(name)
             await queue.create_queue()
             await queue.send_message(b64(json.dumps({"name": "cat"})))
-            async with listening(QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)):
+            async with listening(
+                QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)
+            ):
                 await eventually(lambda: invoker.calls, message="queue message not processed")
                 await eventually_empty(queue)
 
@@ -148,7 +152,9 @@ def test_invalid_base64_goes_to_poison_without_invocation(tmp_path: Path, env: d
             queue = service.get_queue_client(name)
             await queue.create_queue()
             await queue.send_message("this is not base64!")
-            async with listening(QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)):
+            async with listening(
+                QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)
+            ):
                 poison = service.get_queue_client(name + "-poison")
                 while await texts(poison) != ["this is not base64!"]:
                     await asyncio.sleep(0.05)
@@ -164,7 +170,10 @@ def test_missing_queue_is_waited_for_and_encoding_none(tmp_path: Path, env: dict
 
     async def main() -> None:
         config = fast(tmp_path, message_encoding="none")
-        async with listening(QueueListener(queue_fn(name), invoker, config, FakeClock(), environ=env)), queues(env) as service:
+        async with (
+            listening(QueueListener(queue_fn(name), invoker, config, FakeClock(), environ=env)),
+            queues(env) as service,
+        ):
             await asyncio.sleep(0.5)  # several polls of a queue that does not exist
             queue = service.get_queue_client(name)
             await queue.create_queue()
@@ -218,7 +227,9 @@ def test_output_to_a_listened_queue_wakes_the_listener(
     assert run_async(main()) < 1.0
 
 
-def test_queue_output_splits_arrays_encodes_and_creates_the_queue(tmp_path: Path, env: dict[str, str]) -> None:
+def test_queue_output_splits_arrays_encodes_and_creates_the_queue(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     suffix = uuid.uuid4().hex[:8]
 
     async def main() -> list[str]:
@@ -264,7 +275,9 @@ def test_long_run_renews_the_lease_and_still_deletes(
             queue = service.get_queue_client(name)
             await queue.create_queue()
             await queue.send_message(b64("slow"))
-            async with listening(QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)):
+            async with listening(
+                QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)
+            ):
                 await eventually(lambda: invoker.calls and invoker.running == 0, timeout=10)
                 await eventually_empty(queue)
 
@@ -272,7 +285,9 @@ def test_long_run_renews_the_lease_and_still_deletes(
     assert len(invoker.calls) == 1
 
 
-def test_message_over_max_dequeue_count_is_poisoned_without_invocation(tmp_path: Path, env: dict[str, str]) -> None:
+def test_message_over_max_dequeue_count_is_poisoned_without_invocation(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     name = unique("q")
     invoker = FakeInvoker()
 

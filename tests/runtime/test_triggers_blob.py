@@ -69,7 +69,9 @@ async def listening(listener: BlobListener) -> AsyncIterator[BlobListener]:
         await listener.stop()
 
 
-async def receipt_metadata(env: dict[str, str], config: HostConfig, container: str, name: str, etag: str) -> Any:
+async def receipt_metadata(
+    env: dict[str, str], config: HostConfig, container: str, name: str, etag: str
+) -> Any:
     async with storage(env, HOSTS_CONTAINER) as hosts:
         blob = receipt_blob_name(config.host_id, "Host.Functions.onblob", etag, container, name)
         return (await hosts.get_blob_client(blob).get_blob_properties()).metadata
@@ -81,8 +83,13 @@ def test_new_blob_fires_within_2s_once_and_again_when_overwritten(
     invoker = FakeInvoker()
 
     async def main() -> None:
-        async with storage(env, container) as c, listening(
-            BlobListener(blob_fn(container + "/docs/{name}.txt"), invoker, config, FakeClock(), environ=env)
+        async with (
+            storage(env, container) as c,
+            listening(
+                BlobListener(
+                    blob_fn(container + "/docs/{name}.txt"), invoker, config, FakeClock(), environ=env
+                )
+            ),
         ):
             await asyncio.sleep(0.3)
             loop = asyncio.get_running_loop()
@@ -98,10 +105,15 @@ def test_new_blob_fires_within_2s_once_and_again_when_overwritten(
             props = await c.get_blob_client("docs/a.txt").get_blob_properties()
             assert (await receipt_metadata(env, config, container, "docs/a.txt", props.etag)) == {}
             async with storage(env, HOSTS_CONTAINER) as hosts:
-                names = [b.name async for b in hosts.list_blobs(name_starts_with=f"blobreceipts/{config.host_id}/")]
+                names = [
+                    b.name async for b in hosts.list_blobs(name_starts_with=f"blobreceipts/{config.host_id}/")
+                ]
             # The real host's layout, quoted ETag included: one receipt per blob version.
             assert len(names) == 2
-            assert f'blobreceipts/{config.host_id}/Host.Functions.onblob/{props.etag}/{container}/docs/a.txt' in names
+            assert (
+                f"blobreceipts/{config.host_id}/Host.Functions.onblob/{props.etag}/{container}/docs/a.txt"
+                in names
+            )
             assert props.etag.startswith('"')
 
     run_async(main())
@@ -164,8 +176,11 @@ def test_failures_are_retried_then_poisoned(env: dict[str, str], container: str,
     invoker = FakeInvoker(fail_times=1000)
 
     async def main() -> list[dict[str, Any]]:
-        async with storage(env, container) as c, listening(
-            BlobListener(blob_fn(container + "/{name}"), invoker, config, FakeClock(), environ=env)
+        async with (
+            storage(env, container) as c,
+            listening(
+                BlobListener(blob_fn(container + "/{name}"), invoker, config, FakeClock(), environ=env)
+            ),
         ):
             await c.upload_blob("bad.txt", b"x")
             etag = (await c.get_blob_client("bad.txt").get_blob_properties()).etag
@@ -174,8 +189,10 @@ def test_failures_are_retried_then_poisoned(env: dict[str, str], container: str,
                 for _ in range(200):
                     records = []
                     if await _exists(poison):
-                        records = [json.loads(base64.b64decode(str(m.content)))
-                                   for m in await poison.peek_messages(max_messages=32)]
+                        records = [
+                            json.loads(base64.b64decode(str(m.content)))
+                            for m in await poison.peek_messages(max_messages=32)
+                        ]
                     records = [r for r in records if r["ContainerName"] == container]
                     if records:
                         break
@@ -188,10 +205,16 @@ def test_failures_are_retried_then_poisoned(env: dict[str, str], container: str,
 
     records = run_async(main())
     assert len(invoker.calls) == 3
-    assert records == [{
-        "Type": "BlobTrigger", "FunctionId": "Host.Functions.onblob", "BlobType": "BlockBlob",
-        "ContainerName": container, "BlobName": "bad.txt", "ETagMatches": True,
-    }]
+    assert records == [
+        {
+            "Type": "BlobTrigger",
+            "FunctionId": "Host.Functions.onblob",
+            "BlobType": "BlockBlob",
+            "ContainerName": container,
+            "BlobName": "bad.txt",
+            "ETagMatches": True,
+        }
+    ]
 
 
 async def _exists(queue: Any) -> bool:
@@ -206,7 +229,9 @@ def test_missing_container_is_waited_for(env: dict[str, str], container: str, co
     invoker = FakeInvoker()
 
     async def main() -> None:
-        async with listening(BlobListener(blob_fn(container + "/{name}"), invoker, config, FakeClock(), environ=env)):
+        async with listening(
+            BlobListener(blob_fn(container + "/{name}"), invoker, config, FakeClock(), environ=env)
+        ):
             await asyncio.sleep(1.2)
             async with storage(env, container) as c:
                 await c.upload_blob("late.txt", b"late")
@@ -223,7 +248,9 @@ def test_admin_invoke_runs_once_on_the_named_blob(
 
     async def main() -> None:
         async with storage(env, container) as c:
-            listener = BlobListener(blob_fn(container + "/{name}.txt"), invoker, config, FakeClock(), environ=env)
+            listener = BlobListener(
+                blob_fn(container + "/{name}.txt"), invoker, config, FakeClock(), environ=env
+            )
             async with listening(listener):
                 await asyncio.sleep(0.3)
                 await c.upload_blob("x.txt", b"payload")

@@ -43,7 +43,9 @@ def test_queue_blob_chain_survives_a_restart_without_refiring(azurite: Azurite, 
     env = {
         "AzureWebJobsStorage": azurite.connection_string,
         "AzureFunctionsWebHost__hostid": f"e2e-{suffix}",
-        "TASKS_QUEUE": tasks, "OUT_CONTAINER": container, "DONE_QUEUE": done,
+        "TASKS_QUEUE": tasks,
+        "OUT_CONTAINER": container,
+        "DONE_QUEUE": done,
     }
     with QueueClient.from_connection_string(azurite.connection_string, tasks) as client:
         client.create_queue()
@@ -51,15 +53,21 @@ def test_queue_blob_chain_survives_a_restart_without_refiring(azurite: Azurite, 
     try:
         runtime.start()
         send_task(azurite, tasks, "a", "hello")
-        first = wait_until(lambda: done_messages(azurite, done), timeout=30,
-                           message=f"no output from the chain\n{runtime.log_text()[-3000:]}")
+        first = wait_until(
+            lambda: done_messages(azurite, done),
+            timeout=30,
+            message=f"no output from the chain\n{runtime.log_text()[-3000:]}",
+        )
         assert first == [{"name": f"{container}/a.txt", "body": "HELLO"}]
 
         runtime.stop()
         runtime.start()
         send_task(azurite, tasks, "b", "again")
-        wait_until(lambda: len(done_messages(azurite, done)) >= 2, timeout=30,
-                   message=f"no output after restart\n{runtime.log_text()[-3000:]}")
+        wait_until(
+            lambda: len(done_messages(azurite, done)) >= 2,
+            timeout=30,
+            message=f"no output after restart\n{runtime.log_text()[-3000:]}",
+        )
         time.sleep(3)  # several blob scans and queue polls after the restart
         names = sorted(m["name"] for m in done_messages(azurite, done))
         assert names == [f"{container}/a.txt", f"{container}/b.txt"], runtime.log_text()[-3000:]

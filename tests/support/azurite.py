@@ -43,11 +43,24 @@ class Azurite:
         self.location.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(AZURITE_BIN),
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
-            "--location", str(self.location),
-            "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.blob_port),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.table_port),
+            "--location",
+            str(self.location),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--silent",
         ]
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

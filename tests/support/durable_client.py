@@ -25,7 +25,9 @@ class DurableApp:
     def start(self, orchestrator: str, payload: Any = None) -> dict[str, Any]:
         """Start through the app's HTTP starter (SDK client start_new + create_check_status_response)."""
         body = b"" if payload is None else json.dumps(payload).encode()
-        r = self.http.post(self.rt.url(f"api/orchestrators/{orchestrator}"), params={"code": self.key}, content=body)
+        r = self.http.post(
+            self.rt.url(f"api/orchestrators/{orchestrator}"), params={"code": self.key}, content=body
+        )
         assert r.status_code == 202, r.text
         return dict(r.json())
 

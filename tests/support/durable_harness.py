@@ -90,7 +90,9 @@ class EngineHarness:
         text = None if value is None else json.dumps(json.dumps(value))
         return self.engine.start_new(name, instance_id, text).instance_id
 
-    def wait(self, instance_id: str, timeout: float = 30.0, statuses: frozenset[str] = TERMINAL_STATUSES) -> Instance:
+    def wait(
+        self, instance_id: str, timeout: float = 30.0, statuses: frozenset[str] = TERMINAL_STATUSES
+    ) -> Instance:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             inst = self.store.get_instance(instance_id)

@@ -66,9 +66,16 @@ class ExportClient:
         return wait_until(done, timeout=timeout, interval=0.2, message=f"export {job_id} to reach {states}")
 
 
-def export_body(fhir: FhirTestServer, types: list[str], container: str, prefix: str, **options: Any) -> dict[str, Any]:
+def export_body(
+    fhir: FhirTestServer, types: list[str], container: str, prefix: str, **options: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "source": {"kind": "fhir", "base_url": fhir.base_url, "types": types, "page_size": options.pop("page_size", 50)},
+        "source": {
+            "kind": "fhir",
+            "base_url": fhir.base_url,
+            "types": types,
+            "page_size": options.pop("page_size", 50),
+        },
         "destination": {"kind": "blob", "container": container, "path_prefix": prefix},
         "requested_by": "engineer@example.com",
     }
@@ -77,7 +84,9 @@ def export_body(fhir: FhirTestServer, types: list[str], container: str, prefix: 
     return body
 
 
-def validate(azurite: Azurite, fhir: FhirTestServer, types: list[str], container: str, prefix: str) -> ValidationReport:
+def validate(
+    azurite: Azurite, fhir: FhirTestServer, types: list[str], container: str, prefix: str
+) -> ValidationReport:
     client = ContainerClient.from_connection_string(azurite.connection_string, container)
     try:
         return validate_export(fhir.expected_ids(types), iter_export_files(client, prefix + "/"))

@@ -555,17 +555,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--counts", default="Patient=200,Observation=1000,Encounter=300,Condition=150",
                         help="Type=count pairs, comma separated")  # fmt: skip
-    parser.add_argument("--resource-bytes", type=int, default=None, help="pad each resource to about this size")
+    parser.add_argument(
+        "--resource-bytes", type=int, default=None, help="pad each resource to about this size"
+    )
     args = parser.parse_args(argv)
     counts = {t: int(n) for t, n in (pair.split("=", 1) for pair in args.counts.split(",") if pair)}
     server = FhirTestServer(counts, port=args.port, resource_bytes=args.resource_bytes).start()
     print(f"FHIR test server on {server.base_url} serving {counts}; Ctrl-C stops it", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     server.stop()
     return 0
 

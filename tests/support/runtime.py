@@ -52,9 +52,21 @@ class RuntimeProcess:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop/kill
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "selfhost", "--app-root", str(self.app_root),
-             "--state-dir", str(self.state_dir), "--port", str(self.port)],
-            cwd=str(self.app_root), env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "selfhost",
+                "--app-root",
+                str(self.app_root),
+                "--state-dir",
+                str(self.state_dir),
+                "--port",
+                str(self.port),
+            ],
+            cwd=str(self.app_root),
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         if wait:

@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> T:
     """Return the first truthy value of `predicate()`; fail with `message` after `timeout` s.
 
     Exceptions raised by the predicate count as "not yet" until the deadline, then re-raise.

@@ -97,7 +97,9 @@ def job_monitor(context: df.DurableOrchestrationContext):
         status = yield context.call_activity("check_job", {"flag": job["flag"]})
         if status == "done":
             return {"state": "done", "checks": checks}
-        yield context.create_timer(context.current_utc_datetime + datetime.timedelta(seconds=job["interval_s"]))
+        yield context.create_timer(
+            context.current_utc_datetime + datetime.timedelta(seconds=job["interval_s"])
+        )
     return {"state": "expired", "checks": checks}
 
 

@@ -111,8 +111,13 @@ def test_lenient_handling_drops_unsupported_parameters() -> None:
 
 @pytest.mark.parametrize(
     ("prefer", "lenient"),
-    [(None, False), ("respond-async", False), ("respond-async, handling=lenient", True),
-     ("handling=strict", False), ("respond-async; handling = lenient", True)],
+    [
+        (None, False),
+        ("respond-async", False),
+        ("respond-async, handling=lenient", True),
+        ("handling=strict", False),
+        ("respond-async; handling = lenient", True),
+    ],
 )
 def test_prefer_header(prefer: str | None, lenient: bool) -> None:
     assert bulkdata.prefers_lenient(prefer) is lenient
@@ -161,11 +166,14 @@ def test_searchable_types_come_from_search_type_interactions() -> None:
         "resourceType": "CapabilityStatement",
         "rest": [
             {"mode": "client", "resource": [{"type": "Claim", "interaction": [{"code": "search-type"}]}]},
-            {"mode": "server", "resource": [
-                {"type": "Patient", "interaction": [{"code": "read"}, {"code": "search-type"}]},
-                {"type": "Group", "interaction": [{"code": "read"}]},
-                {"type": "Observation", "interaction": [{"code": "search-type"}]},
-            ]},
+            {
+                "mode": "server",
+                "resource": [
+                    {"type": "Patient", "interaction": [{"code": "read"}, {"code": "search-type"}]},
+                    {"type": "Group", "interaction": [{"code": "read"}]},
+                    {"type": "Observation", "interaction": [{"code": "search-type"}]},
+                ],
+            },
         ],
     }
     assert bulkdata.searchable_types(capability) == ("Patient", "Observation")
@@ -220,7 +228,9 @@ def test_type_filters_must_filter_an_exported_type() -> None:
 
 
 def test_group_restriction_is_anded_with_the_clients_filter() -> None:
-    params = KickoffParams(types=("Patient", "Observation", "Encounter"), type_filters=("Observation?status=final",))
+    params = KickoffParams(
+        types=("Patient", "Observation", "Encounter"), type_filters=("Observation?status=final",)
+    )
     plan = bulkdata.plan_export(params, level="group", searchable=SEARCHABLE, members=("p-1", "p-2"))
     assert plan.type_filters == (
         "Patient?_id=p-1,p-2",
@@ -242,15 +252,26 @@ def test_group_without_members_or_too_many_is_refused() -> None:
 def test_the_export_body_is_a_valid_job_request() -> None:
     params = bulkdata.parse_kickoff([("_since", "2024-01-01T00:00:00Z")], lenient=False)
     plan = bulkdata.plan_export(params, level="group", searchable=SEARCHABLE, members=("p-1",))
-    labels = bulkdata.kickoff_labels("http://127.0.0.1:7071/api/fhir/Group/g1/$export?code=KEY&_type=Patient",
-                                     "group", "g1")
-    body = bulkdata.export_body(plan, params, base_url="http://127.0.0.1:1/fhir", container="exports",
-                                job_id="abc", requested_by="a@example.com", labels=labels)
+    labels = bulkdata.kickoff_labels(
+        "http://127.0.0.1:7071/api/fhir/Group/g1/$export?code=KEY&_type=Patient", "group", "g1"
+    )
+    body = bulkdata.export_body(
+        plan,
+        params,
+        base_url="http://127.0.0.1:1/fhir",
+        container="exports",
+        job_id="abc",
+        requested_by="a@example.com",
+        labels=labels,
+    )
     request, _ = parse_export_request(body)
     assert request.destination.path_prefix == "abc"
     assert request.source.since == "2024-01-01T00:00:00Z"
     assert dict(request.labels)["frontdoor"] == "fhir"
-    assert dict(request.labels)["fhir_request"] == "http://127.0.0.1:7071/api/fhir/Group/g1/$export?_type=Patient"
+    assert (
+        dict(request.labels)["fhir_request"]
+        == "http://127.0.0.1:7071/api/fhir/Group/g1/$export?_type=Patient"
+    )
 
 
 def test_long_kickoff_urls_are_kept_without_their_query() -> None:
@@ -311,7 +332,10 @@ def view(state: str = "running", **changes: Any) -> dict[str, Any]:
         "state": state,
         "created": "2024-05-01T10:00:00Z",
         "cancel_requested": False,
-        "labels": {"frontdoor": "fhir", "fhir_request": "http://h/api/fhir/$export?_type=Patient,Observation"},
+        "labels": {
+            "frontdoor": "fhir",
+            "fhir_request": "http://h/api/fhir/$export?_type=Patient,Observation",
+        },
         "request": {
             "source": {"types": ["Patient", "Observation"]},
             "destination": {"container": "exports", "path_prefix": "job1"},
@@ -323,7 +347,13 @@ def view(state: str = "running", **changes: Any) -> dict[str, Any]:
         "last_error": None,
         "output": [
             {"type": "Observation", "name": "Observation-2.ndjson", "sequence": 2, "count": 5, "url": "blob"},
-            {"type": "Observation", "name": "Observation-1.ndjson", "sequence": 1, "count": 29, "url": "blob"},
+            {
+                "type": "Observation",
+                "name": "Observation-1.ndjson",
+                "sequence": 1,
+                "count": 29,
+                "url": "blob",
+            },
             {"type": "Patient", "name": "Patient-1.ndjson", "sequence": 1, "count": 1200, "url": "blob"},
         ],
     }
@@ -345,8 +375,12 @@ def test_progress_text() -> None:
     st.sampled_from(["queued", "running", "retrying"]),
     st.dictionaries(
         st.text(min_size=1, max_size=64),
-        st.fixed_dictionaries({"state": st.sampled_from(["queued", "running", "succeeded"]),
-                               "resources": st.integers(0, 10**15)}),
+        st.fixed_dictionaries(
+            {
+                "state": st.sampled_from(["queued", "running", "succeeded"]),
+                "resources": st.integers(0, 10**15),
+            }
+        ),
         max_size=300,
     ),
 )
@@ -379,7 +413,9 @@ def test_manifest() -> None:
 
 
 def test_failed_job_answers_500_with_its_error() -> None:
-    answer = bulkdata.status_answer("job1", view("failed", last_error="Patient: HTTP 400 bad filter"), file_url)
+    answer = bulkdata.status_answer(
+        "job1", view("failed", last_error="Patient: HTTP 400 bad filter"), file_url
+    )
     assert answer.status == 500 and answer.body is not None
     assert answer.body["resourceType"] == "OperationOutcome"
     assert "HTTP 400 bad filter" in answer.body["issue"][0]["diagnostics"]

@@ -41,7 +41,8 @@ def test_prefix_and_container() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["{c}/x", "ccc/{a}-{a}", "ccc/{bad name}", "ccc/{open", "ccc/close}", "/", "cc/{name}", "Upper/{name}"]
+    "path",
+    ["{c}/x", "ccc/{a}-{a}", "ccc/{bad name}", "ccc/{open", "ccc/close}", "/", "cc/{name}", "Upper/{name}"],
 )
 def test_bad_patterns(path: str) -> None:
     with pytest.raises(BindingExpressionError):

@@ -60,8 +60,20 @@ def test_impossible_date_never_occurs() -> None:
 
 @pytest.mark.parametrize(
     "expression",
-    ["* * * *", "* * * * * * *", "60 * * * * *", "0 0 24 * * *", "0 0 0 * * 7", "0 5-2 * * * *",
-     "*/0 * * * * *", "0 0 0 L * *", "0 0 0 ? * *", "0 0 0 * * MON#2", "0 0 0 1 ju *", "0 0 0 1 xyz *"],
+    [
+        "* * * *",
+        "* * * * * * *",
+        "60 * * * * *",
+        "0 0 24 * * *",
+        "0 0 0 * * 7",
+        "0 5-2 * * * *",
+        "*/0 * * * * *",
+        "0 0 0 L * *",
+        "0 0 0 ? * *",
+        "0 0 0 * * MON#2",
+        "0 0 0 1 ju *",
+        "0 0 0 1 xyz *",
+    ],
 )
 def test_invalid_expressions_are_rejected(expression: str) -> None:
     with pytest.raises(ScheduleError):
@@ -103,10 +115,20 @@ def test_bad_timespans(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     # Cases from the timer extension's own ShouldDisableScheduleMonitor tests, plus TimeSpans.
-    [("* * * * * *", True), ("*/30 * * * * *", True), ("  */5    * *      * * *", True),
-     ("10,20,45 * * * * *", True), ("0 * * * * *", False), ("30 * * * * *", False), ("0 */5 * * * *", False),
-     ("* 30 * * * *", False), ("* 1-5 * * * *", False), ("* * 12 * * Mon", False),
-     ("00:00:30", True), ("00:01:00", False)],
+    [
+        ("* * * * * *", True),
+        ("*/30 * * * * *", True),
+        ("  */5    * *      * * *", True),
+        ("10,20,45 * * * * *", True),
+        ("0 * * * * *", False),
+        ("30 * * * * *", False),
+        ("0 */5 * * * *", False),
+        ("* 30 * * * *", False),
+        ("* 1-5 * * * *", False),
+        ("* * 12 * * Mon", False),
+        ("00:00:30", True),
+        ("00:01:00", False),
+    ],
 )
 def test_monitor_rule(text: str, expected: bool) -> None:
     assert fires_more_than_once_a_minute(parse_schedule(text), at(2024, 1, 1)) is expected

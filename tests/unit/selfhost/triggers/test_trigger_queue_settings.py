@@ -30,15 +30,25 @@ pytestmark = pytest.mark.unit
 
 def test_defaults_follow_the_sdk() -> None:
     s = queue_settings(QueuesConfig(), cpu_count=4)
-    assert (s.batch_size, s.new_batch_threshold, s.max_dequeue_count, s.message_encoding) == (16, 32, 5, "base64")
+    assert (s.batch_size, s.new_batch_threshold, s.max_dequeue_count, s.message_encoding) == (
+        16,
+        32,
+        5,
+        "base64",
+    )
     assert queue_settings(QueuesConfig(batch_size=1), cpu_count=4).new_batch_threshold == 0
     assert queue_settings(QueuesConfig(new_batch_threshold=3), cpu_count=4).new_batch_threshold == 3
 
 
 @pytest.mark.parametrize(
     "config",
-    [QueuesConfig(batch_size=0), QueuesConfig(batch_size=33), QueuesConfig(max_polling_interval_s=0.05),
-     QueuesConfig(max_dequeue_count=0), QueuesConfig(message_encoding="utf8")],
+    [
+        QueuesConfig(batch_size=0),
+        QueuesConfig(batch_size=33),
+        QueuesConfig(max_polling_interval_s=0.05),
+        QueuesConfig(max_dequeue_count=0),
+        QueuesConfig(message_encoding="utf8"),
+    ],
 )
 def test_invalid_settings_name_the_key(config: QueuesConfig) -> None:
     with pytest.raises(ConfigError, match="extensions.queues"):
@@ -65,15 +75,25 @@ def test_message_encoding() -> None:
         decode_message("not base64!", "base64")
 
 
-ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MyConn": "AccountName=a;AccountKey=k",
-       "AzureWebJobsMyConn": "AccountName=b;AccountKey=k", "AzureWebJobsOther": "AccountName=c;AccountKey=k",
-       "ConnectionStrings:Cs": "AccountName=d;AccountKey=k"}
+ENV = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "MyConn": "AccountName=a;AccountKey=k",
+    "AzureWebJobsMyConn": "AccountName=b;AccountKey=k",
+    "AzureWebJobsOther": "AccountName=c;AccountKey=k",
+    "ConnectionStrings:Cs": "AccountName=d;AccountKey=k",
+}
 
 
 @pytest.mark.parametrize(
     ("name", "setting"),
-    [("MyConn", "MyConn"), ("Other", "AzureWebJobsOther"), ("Cs", "ConnectionStrings:Cs"),
-     ("", "AzureWebJobsStorage"), (None, "AzureWebJobsStorage"), ("Storage", "AzureWebJobsStorage")],
+    [
+        ("MyConn", "MyConn"),
+        ("Other", "AzureWebJobsOther"),
+        ("Cs", "ConnectionStrings:Cs"),
+        ("", "AzureWebJobsStorage"),
+        (None, "AzureWebJobsStorage"),
+        ("Storage", "AzureWebJobsStorage"),
+    ],
 )
 def test_connection_resolution_order(name: str | None, setting: str) -> None:
     assert resolve_connection(name, ENV).setting == setting
@@ -130,7 +150,9 @@ def test_listener_configuration_errors_surface_at_start(tmp_path: Path) -> None:
     """The host builds every listener first and logs start() failures per function."""
     config = host_config(tmp_path)
     bad_name = function_info("q", {"type": "queueTrigger", "name": "m", "queueName": "Bad_Name"})
-    no_conn = function_info("b", {"type": "blobTrigger", "name": "b", "path": "box/{name}", "connection": "Nope"})
+    no_conn = function_info(
+        "b", {"type": "blobTrigger", "name": "b", "path": "box/{name}", "connection": "Nope"}
+    )
     queue_listener = QueueListener(bad_name, FakeInvoker(), config, FakeClock(), environ={})
     blob_listener = BlobListener(no_conn, FakeInvoker(), config, FakeClock(), environ={})
     with pytest.raises(ConfigError, match="Bad_Name"):
@@ -140,4 +162,8 @@ def test_listener_configuration_errors_surface_at_start(tmp_path: Path) -> None:
 
 
 def test_registry_names_the_three_listeners() -> None:
-    assert {"timerTrigger": TimerListener, "queueTrigger": QueueListener, "blobTrigger": BlobListener} == LISTENERS
+    assert {
+        "timerTrigger": TimerListener,
+        "queueTrigger": QueueListener,
+        "blobTrigger": BlobListener,
+    } == LISTENERS

@@ -74,7 +74,9 @@ def test_past_due_after_restart_fires_exactly_once(config: HostConfig) -> None:
     request = invoker.calls[0].kwargs["t"]
     assert request.past_due is True
     assert request.schedule_status == {
-        "Last": at(9, 55).isoformat(), "Next": at(10, 0).isoformat(), "LastUpdated": at(9, 55).isoformat(),
+        "Last": at(9, 55).isoformat(),
+        "Next": at(10, 0).isoformat(),
+        "LastUpdated": at(9, 55).isoformat(),
     }
     assert stored(config)["Last"] == at(12, 0, 30).isoformat()
     assert stored(config)["Next"] == at(12, 5).isoformat()
@@ -119,7 +121,9 @@ def test_use_monitor_false_never_past_due(config: HostConfig) -> None:
 
 def test_monitor_is_off_for_schedules_faster_than_a_minute(config: HostConfig) -> None:
     invoker = FakeInvoker()
-    listener = TimerListener(timer_fn("*/10 * * * * *", runOnStartup=True), invoker, config, FakeClock(at(12, 1)))
+    listener = TimerListener(
+        timer_fn("*/10 * * * * *", runOnStartup=True), invoker, config, FakeClock(at(12, 1))
+    )
     run_async(run_for(listener))
     assert listener.monitor is False
     assert invoker.calls[0].kwargs["t"].schedule_status == {}
