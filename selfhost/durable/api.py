@@ -12,8 +12,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from selfhost.durable import entities as ent
 from selfhost.durable import history as h
-from selfhost.durable.engine import Engine, InstanceExists, UnknownOrchestrator
+from selfhost.durable.engine import Engine, InstanceExists, UnknownEntity, UnknownOrchestrator
+from selfhost.durable.episode import rewind_blocker
 from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import TERMINAL_STATUSES, Instance, InstanceQuery
 
@@ -104,14 +106,30 @@ class ManagementApi:
             elif method == "POST" and parts[2] == "restart":
                 return self._restart(request, parts[1])
             elif method == "POST" and parts[2] == "rewind":
-                return self._rewind(parts[1])
-        if parts[:1] == ["entities"]:
-            return web.json_response({"Message": "Durable entities are not supported by this runtime."}, status=501)
+                return self._rewind(parts[1], request.query.get("reason"))
+        if parts[:1] == ["entities"] and len(parts) == 3:
+            if method == "GET":
+                return self._read_entity(parts[1], parts[2])
+            if method in ("POST", "DELETE"):
+                op = "delete" if method == "DELETE" else request.query.get("op", "")
+                return await self._signal_entity(request, parts[1], parts[2], op)
+        if parts[:1] == ["entities"] and len(parts) == 2 and method == "GET":
+            return web.json_response(
+                {"Message": "Listing entities is not supported by this runtime."}, status=501
+            )
         raise web.HTTPNotFound()
 
     # -- operations --------------------------------------------------------------------------
 
     async def _start(self, request: web.Request, name: str, instance_id: str | None) -> web.Response:
+        if instance_id is not None and ent.is_entity_id(instance_id):
+            return web.json_response(
+                {
+                    "Message": "One or more of the arguments submitted is incorrect",
+                    "ExceptionMessage": "Orchestration instance ids must not start with @.",
+                },
+                status=400,
+            )
         body = await request.read()
         try:
             value = json.loads(body) if body.strip() else None
@@ -137,7 +155,9 @@ class ManagementApi:
             )
         return self._accepted(request, inst.instance_id)
 
-    def status_payload(self, inst: Instance, *, show_input: bool, history: list[dict[str, Any]] | None) -> dict[str, Any]:
+    def status_payload(
+        self, inst: Instance, *, show_input: bool, history: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "name": inst.name,
             "instanceId": inst.instance_id,
@@ -159,10 +179,14 @@ class ManagementApi:
         events = None
         if _flag(request, "showHistory", False):
             raw = [json.loads(e) for e in self.store.get_history(instance_id)]
-            events = public_history(raw, _flag(request, "showHistoryOutput", False), _flag(request, "showInput", True))
+            events = public_history(
+                raw, _flag(request, "showHistoryOutput", False), _flag(request, "showInput", True)
+            )
         payload = self.status_payload(inst, show_input=_flag(request, "showInput", True), history=events)
         if inst.status in RUNNING_LIKE:
-            location = self.management_urls(_public_base(request), instance_id, _code(request))["statusQueryGetUri"]
+            location = self.management_urls(_public_base(request), instance_id, _code(request))[
+                "statusQueryGetUri"
+            ]
             return web.json_response(payload, status=202, headers={"Location": location, "Retry-After": "5"})
         return web.json_response(payload, status=200)
 
@@ -182,6 +206,7 @@ class ManagementApi:
 
     def _list(self, request: web.Request) -> web.Response:
         found, token = self.store.query_instances(self._query(request, paged=True))
+        found = [i for i in found if not ent.is_entity_id(i.instance_id)]  # as the extension lists
         show_input = _flag(request, "showInput", False)
         body = [self.status_payload(i, show_input=show_input, history=None) for i in found]
         headers = {"x-ms-continuation-token": token} if token else {}
@@ -195,12 +220,15 @@ class ManagementApi:
 
     def _purge_by(self, request: web.Request) -> web.Response:
         if not request.query.get("createdTimeFrom"):
-            return web.json_response({"Message": "createdTimeFrom is required to purge by filter."}, status=400)
+            return web.json_response(
+                {"Message": "createdTimeFrom is required to purge by filter."}, status=400
+            )
         query = self._query(request, paged=False)
         statuses = (query.statuses or TERMINAL_STATUSES) & TERMINAL_STATUSES
         found, _ = self.store.query_instances(
             InstanceQuery(query.created_from, query.created_to, frozenset(statuses), query.prefix)
         )
+        found = [i for i in found if not ent.is_entity_id(i.instance_id)]
         if not found:
             return web.Response(status=404)
         return web.json_response({"instancesDeleted": self.store.purge([i.instance_id for i in found])})
@@ -216,7 +244,9 @@ class ManagementApi:
 
     async def _raise(self, request: web.Request, instance_id: str, name: str) -> web.Response:
         if "json" not in request.headers.get("Content-Type", "application/json").lower():
-            return web.json_response({"Message": "Only application/json request content is supported"}, status=400)
+            return web.json_response(
+                {"Message": "Only application/json request content is supported"}, status=400
+            )
         inst = self.store.get_instance(instance_id)
         if inst is None:
             return web.Response(status=404)
@@ -230,6 +260,31 @@ class ManagementApi:
         self.engine.raise_event(instance_id, name, json.dumps(value))
         return web.Response(status=202)
 
+    async def _signal_entity(self, request: web.Request, name: str, key: str, op: str) -> web.Response:
+        body = await request.read()
+        try:
+            input_text = ent.client_operation_input(body, request.headers.get("Content-Type", ""))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return web.json_response({"Message": f"Could not parse JSON content: {exc}"}, status=400)
+        try:
+            self.engine.signal_entity(name, key, op, input_text)
+        except UnknownEntity:
+            known = ", ".join(f"'{n}'" for n in sorted(self.engine.entities))
+            return web.json_response(
+                {
+                    "Message": f"The function '{name}' doesn't exist, is disabled, or is not an entity function. "
+                    f"Additional info: The following are the known entity functions: {known}."
+                },
+                status=400,
+            )
+        return web.Response(status=202)
+
+    def _read_entity(self, name: str, key: str) -> web.Response:
+        status = self.engine.read_entity(name, key)
+        if not status.exists:
+            return web.Response(status=404)  # empty body, as the extension answers
+        return web.Response(status=200, text=status.state or "null", content_type="application/json")
+
     def _restart(self, request: web.Request, instance_id: str) -> web.Response:
         inst = self.store.get_instance(instance_id)
         if inst is None:
@@ -241,15 +296,17 @@ class ManagementApi:
             return web.Response(status=410)
         return self._accepted(request, started.instance_id)
 
-    def _rewind(self, instance_id: str) -> web.Response:
+    def _rewind(self, instance_id: str, reason: str | None) -> web.Response:
         inst = self.store.get_instance(instance_id)
         if inst is None:
             return web.Response(status=404)
         if inst.status != "Failed":
             return web.Response(status=410)
-        return web.json_response(
-            {"Message": "Rewind is not supported by this runtime; use restart."}, status=501
-        )
+        blocker = rewind_blocker(inst)
+        if blocker is not None:
+            return web.json_response(blocker, status=400)  # a JSON string: the SDK raises it as is
+        self.engine.control(instance_id, "rewind", reason)
+        return web.Response(status=202)
 
 
 def _public_base(request: web.Request) -> str:

@@ -85,13 +85,19 @@ class Engine:
         self.orchestrators = {n: f for n, f in functions.items() if f.trigger_type == "orchestrationTrigger"}
         self.activities = {n: f for n, f in functions.items() if f.trigger_type == "activityTrigger"}
         # durable_index keys entities "@name" (lowercase), apart from the other durable names.
-        self.entities = {n[1:]: f for n, f in functions.items() if f.trigger_type == "entityTrigger" and n[:1] == "@"}
-        self.catalog = Catalog(frozenset(self.activities), frozenset(self.orchestrators), frozenset(self.entities))
+        self.entities = {
+            n[1:]: f for n, f in functions.items() if f.trigger_type == "entityTrigger" and n[:1] == "@"
+        }
+        self.catalog = Catalog(
+            frozenset(self.activities), frozenset(self.orchestrators), frozenset(self.entities)
+        )
         self.invoker = invoker
         self.clock = clock
         self._activity_slots = asyncio.Semaphore(max(1, max_activities))
         self._orch_limit = max(1, max_orchestrations)
-        self._pool = ThreadPoolExecutor(max_workers=min(4, self._orch_limit), thread_name_prefix="orchestrator")
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(4, self._orch_limit), thread_name_prefix="orchestrator"
+        )
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
@@ -213,7 +219,9 @@ class Engine:
         bk = Bookkeeping.loads(inst.state)
         if not history:
             # A new execution starts with its ExecutionStarted, even if raised events came first.
-            messages.sort(key=lambda m: (0 if m.execution_id == inst.execution_id and m.kind == "event" else 1, m.id))
+            messages.sort(
+                key=lambda m: (0 if m.execution_id == inst.execution_id and m.kind == "event" else 1, m.id)
+            )
         batch: list[Message] = []
         for m in messages:
             if m.kind != "event":
@@ -257,7 +265,9 @@ class Engine:
         )  # fmt: skip
         return _Prepared(inst, bk, delivered, dropped + [m.id for m in batch], context)
 
-    def _rewind(self, inst: Instance, history: list[str], m: Message, dropped: list[int], now: Any) -> EpisodeCommit:
+    def _rewind(
+        self, inst: Instance, history: list[str], m: Message, dropped: list[int], now: Any
+    ) -> EpisodeCommit:
         consumed = [*dropped, m.id]
         reason = json.loads(m.body).get("reason")
         commit = EpisodeCommit(instance=inst)
@@ -336,7 +346,9 @@ class Engine:
             )
         started = time.perf_counter()
         try:
-            text = fn.user_function(ent.context_json(inst.instance_id, ent.EntityStatus.loads(inst.state), batch))
+            text = fn.user_function(
+                ent.context_json(inst.instance_id, ent.EntityStatus.loads(inst.state), batch)
+            )
             reply = ent.BatchReply.parse(text)
         except Exception as exc:  # noqa: BLE001 - the SDK only raises for protocol faults
             log.error("Entity %s raised outside the SDK protocol", inst.instance_id, exc_info=True)
@@ -376,7 +388,9 @@ class Engine:
         fn = self.activities.get(item.name)
         if fn is None:
             raise LookupError(f"The activity function '{item.name}' does not exist.")
-        value = ActivityTriggerConverter.decode(meta.Datum(item.input or "null", "json"), trigger_metadata=None)
+        value = ActivityTriggerConverter.decode(
+            meta.Datum(item.input or "null", "json"), trigger_metadata=None
+        )
         result = await self.invoker.invoke(fn, {str(fn.trigger["name"]): value})
         encoded = ActivityTriggerConverter.encode(result.return_value, expected_type=None)
         return str(encoded.value) if encoded is not None else "null"
@@ -390,7 +404,9 @@ class Engine:
         iid = instance_id or uuid.uuid4().hex
         execution_id = uuid.uuid4().hex
         inst = Instance(iid, name, execution_id, "Pending", input_text, now, now)
-        started = h.execution_started(now, name=name, instance_id=iid, execution_id=execution_id, input_text=input_text)
+        started = h.execution_started(
+            now, name=name, instance_id=iid, execution_id=execution_id, input_text=input_text
+        )
         msg = Message(iid, "event", json.dumps(started), now, execution_id=execution_id)
         if not self.store.create_instance(inst, msg):
             raise InstanceExists(iid)
@@ -399,7 +415,9 @@ class Engine:
 
     def raise_event(self, instance_id: str, name: str, input_text: str | None) -> None:
         now = self.clock.now()
-        self.store.add_message(Message(instance_id, "event", json.dumps(h.event_raised(now, name, input_text)), now))
+        self.store.add_message(
+            Message(instance_id, "event", json.dumps(h.event_raised(now, name, input_text)), now)
+        )
         self.wake()
 
     def signal_entity(self, name: str, key: str, operation: str, input_text: str) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfhost.durable import entities as ent
 from selfhost.durable import history as h
 from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import EpisodeCommit, Instance, Message, WorkItem
@@ -53,6 +54,8 @@ class Bookkeeping:
     retry_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> retry record
     retry_timers: dict[str, dict[str, Any]] = field(default_factory=dict)  # timer id -> {rec, final}
     timer_actions: dict[str, int] = field(default_factory=dict)  # flat action index -> timer id
+    # Set when the execution failed in a way a rewind cannot undo (see plan_rewind).
+    rewind_blocker: str | None = None
 
     @classmethod
     def loads(cls, text: str) -> Bookkeeping:
@@ -109,6 +112,7 @@ class Catalog:
 
     activities: frozenset[str]
     orchestrators: frozenset[str]
+    entities: frozenset[str] = frozenset()  # lowercase entity names
 
 
 def is_retry_event(event: dict[str, Any], bk: Bookkeeping) -> bool:
@@ -128,6 +132,7 @@ class _Planner:
         self.catalog = catalog
         self.events: list[dict[str, Any]] = []
         self.commit = EpisodeCommit(instance=inst)
+        self.final_retry_fired = False  # a call with retry options failed for good in this episode
 
     # -- scheduling helpers ------------------------------------------------------------------
 
@@ -191,6 +196,29 @@ class _Planner:
             Message(child_id, "event", json.dumps(started), self.now, execution_id=execution_id)
         )
 
+    def _entity_message(self, action: dict[str, Any], *, signal: bool) -> str | None:
+        """CallEntity/SignalEntity: one id, an EventSent, a request to the entity (entities.py)."""
+        target = str(action.get("instanceId") or "")
+        parsed = ent.parse_scheduler_id(target)
+        if parsed is None:
+            return f"'{target}' is not a valid entity id (expected '@name@key')."
+        if parsed[0] not in self.catalog.entities:
+            return _unknown("entity", parsed[0], self.catalog.entities)
+        task_id = self.bk.take_id()
+        request = ent.request_message(
+            request_id=ent.call_request_id(self.inst.instance_id, self.inst.execution_id, task_id),
+            operation=str(action.get("operation") or ""),
+            signal=signal,
+            input_text=ent.operation_input(action.get("input")),
+            now=self.now,
+            parent_instance_id=self.inst.instance_id,
+            parent_execution_id=self.inst.execution_id,
+        )
+        text = json.dumps(request)
+        self.events.append(h.event_sent(self.now, task_id, target, ent.OPERATION_EVENT, text))
+        self.commit.new_messages.append(ent.request_to(target, request, self.now))
+        return None
+
     # -- retry bookkeeping (DTFx RetryInterceptor) --------------------------------------------
 
     def retry_bookkeeping(self, delivered: list[dict[str, Any]]) -> None:
@@ -215,6 +243,7 @@ class _Planner:
                     }
                     continue
                 if entry["final"]:
+                    self.final_retry_fired = True
                     continue
                 rec = dict(entry["rec"], attempt=entry["rec"]["attempt"] + 1)
                 task_id = self.bk.take_id()
@@ -248,6 +277,8 @@ class _Planner:
                 task_id = self.bk.take_id()
                 # DTFx names a generated child "{parentExecutionId}:{taskId}": unique per execution.
                 child_id = action.get("instanceId") or f"{self.inst.execution_id}:{task_id}"
+                if ent.is_entity_id(child_id):
+                    return f"Orchestration instance id '{child_id}' is invalid: ids starting with '@' are entity ids."
                 self._sub_orchestration(task_id, name, child_id, action.get("input"))
                 if kind == ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY:
                     self.bk.retry_tasks[str(task_id)] = _retry_record("sub", action, child_id)
@@ -261,7 +292,9 @@ class _Planner:
                 request = action.get("httpRequest") or {}
                 self._activity(self.bk.take_id(), HTTP_ACTIVITY, json.dumps(request), kind="http")
             elif kind in (ActionType.CALL_ENTITY, ActionType.SIGNAL_ENTITY):
-                return "Durable entities are not supported by this runtime (selfhost); see README."
+                problem = self._entity_message(action, signal=kind == ActionType.SIGNAL_ENTITY)
+                if problem is not None:
+                    return problem
             elif kind in (ActionType.CONTINUE_AS_NEW, ActionType.WAIT_FOR_EXTERNAL_EVENT):
                 pass  # no id on the host side; continue-as-new is applied when the reply is done
             else:
@@ -277,7 +310,9 @@ class _Planner:
 
     # -- endings -----------------------------------------------------------------------------
 
-    def notify_parent(self, ok: bool, result: str | None, reason: str = "", details: str | None = None) -> None:
+    def notify_parent(
+        self, ok: bool, result: str | None, reason: str = "", details: str | None = None
+    ) -> None:
         inst = self.inst
         if inst.parent_instance_id is None or inst.parent_task_id is None:
             return
@@ -322,10 +357,12 @@ def _retry_record(kind: str, action: dict[str, Any], child_id: str | None) -> di
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     names = ", ".join(f"'{n}'" for n in sorted(known))
-    return (
-        f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. "
-        f"Additional info: The following are the known {kind} functions: {names}."
+    info = (
+        f"The following are the known {kind} functions: {names}."
+        if names
+        else f"The app has no {kind} functions."
     )
+    return f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. Additional info: {info}"
 
 
 def plan_episode(
@@ -363,11 +400,18 @@ def plan_episode(
     p.retry_bookkeeping(delivered)
     problem = reply.error or status_problem or p.schedule_actions(reply.actions)
     if problem is not None:
+        if reply.error is None:
+            bk.rewind_blocker = f"the runtime failed it before running its actions: {problem}"
+        elif p.final_retry_fired:
+            bk.rewind_blocker = "it failed because a call with retry options failed on its last attempt"
         p.fail(problem)
     else:
         p.cancel_timers(reply.actions)
         if reply.is_done:
-            can = next((a for a in reversed(reply.actions) if a.get("actionType") == ActionType.CONTINUE_AS_NEW), None)
+            can = next(
+                (a for a in reversed(reply.actions) if a.get("actionType") == ActionType.CONTINUE_AS_NEW),
+                None,
+            )
             if can is not None:
                 return _continue_as_new(p, can.get("input"), new_execution_id())
             output = json.dumps(reply.output) if reply.has_output else None
@@ -393,7 +437,13 @@ def _continue_as_new(p: _Planner, input_text: str | None, execution_id: str) -> 
     p.commit.history_reset = True
     p.commit.history_append = []
     # Timers and activity results of the old execution are dropped at delivery (execution id).
-    p.commit.new_messages = [Message(inst.instance_id, "event", json.dumps(started), p.now, execution_id=execution_id)]
+    # Entity requests of the last episode are sent (DTFx sends an episode's messages with its
+    # continue-as-new); responses to them go to the old execution and are dropped.
+    sent = [m for m in p.commit.new_messages if ent.is_entity_id(m.instance_id)]
+    p.commit.new_messages = [
+        *sent,
+        Message(inst.instance_id, "event", json.dumps(started), p.now, execution_id=execution_id),
+    ]
     p.commit.new_work = []
     p.commit.new_instances = []
     p.commit.cancelled_timers = []
@@ -418,4 +468,115 @@ def plan_control(inst: Instance, kind: str, reason: str | None, now: dt.datetime
     else:
         return None
     p.commit.history_append = [json.dumps(e, separators=(",", ":")) for e in p.events]
+    return p.commit
+
+
+# -- rewind ----------------------------------------------------------------------------------
+
+_FAILURES = frozenset(
+    {EventType.TaskFailed, EventType.SubOrchestrationInstanceFailed, EventType.ExecutionCompleted}
+)
+_RESULTS = frozenset(
+    {
+        EventType.TaskCompleted,
+        EventType.TaskFailed,
+        EventType.SubOrchestrationInstanceCompleted,
+        EventType.SubOrchestrationInstanceFailed,
+    }
+)
+
+
+class RewindRefused(Exception):
+    pass
+
+
+def rewind_blocker(inst: Instance) -> str | None:
+    """Why `inst` (Failed) cannot be rewound, or None."""
+    blocker = Bookkeeping.loads(inst.state).rewind_blocker
+    return (
+        f"Instance '{inst.instance_id}' cannot be rewound: {blocker}. Restart it instead."
+        if blocker
+        else None
+    )
+
+
+def plan_rewind(
+    inst: Instance,
+    history: list[str],
+    reason: str | None,
+    now: dt.datetime,
+    covered_tasks: frozenset[int] = frozenset(),
+    covered_timers: frozenset[int] = frozenset(),
+) -> EpisodeCommit:
+    """Rewind a Failed instance: forget the failure and continue where it failed.
+
+    The failing episode (the last one) loses its TaskFailed / SubOrchestrationInstanceFailed
+    events and its ExecutionCompleted, so on replay the orchestrator waits for those calls again;
+    every call scheduled but not completed in the remaining history is redone: activities run
+    again with the same task id (the SDK's ids stay valid), sub-orchestrations get a rewind
+    request (recursively), timers are re-armed. `covered_*` are tasks/timers whose result is
+    still on its way (running work items, queued results); they are not redone. A GenericEvent
+    message makes the orchestrator replay (this is what lets fixed orchestrator code continue).
+    Raises RewindRefused when the bookkeeping says a rewind cannot help (rewind_blocker).
+    """
+    blocker = rewind_blocker(inst)
+    if blocker is not None:
+        raise RewindRefused(blocker)
+    events = [json.loads(e) for e in history]
+    last_start = max(
+        (n for n, e in enumerate(events) if e["EventType"] == EventType.OrchestratorStarted), default=-1
+    )
+    keep = [n for n, e in enumerate(events) if n < last_start or e["EventType"] not in _FAILURES]
+    kept = [events[n] for n in keep]
+    done = {e["TaskScheduledId"] for e in kept if e["EventType"] in _RESULTS}
+    fired = {e["TimerId"] for e in kept if e["EventType"] == EventType.TimerFired}
+    commit = EpisodeCommit(instance=inst, history_append=[history[n] for n in keep], history_reset=True)
+    for e in kept:
+        kind, task_id = e["EventType"], e["EventId"]
+        if kind == EventType.TaskScheduled and task_id not in done and task_id not in covered_tasks:
+            work_kind = "http" if e["Name"] == HTTP_ACTIVITY else "activity"
+            commit.new_work.append(
+                WorkItem(inst.instance_id, inst.execution_id, task_id, e["Name"], e.get("Input"), work_kind)
+            )
+        elif (
+            kind == EventType.SubOrchestrationInstanceCreated
+            and task_id not in done
+            and task_id not in covered_tasks
+        ):
+            commit.new_messages.append(
+                Message(e["InstanceId"], "rewind", json.dumps({"reason": reason}), now)
+            )
+        elif kind == EventType.TimerCreated and task_id not in fired and task_id not in covered_timers:
+            fire_at = h.parse_time(e["FireAt"])
+            commit.new_messages.append(
+                Message(
+                    inst.instance_id,
+                    "event",
+                    json.dumps(h.timer_fired(now, task_id, e["FireAt"])),
+                    max(fire_at, now),
+                    execution_id=inst.execution_id,
+                    timer_id=task_id,
+                )
+            )
+    replay = h.generic_event(now, f"Rewound: {reason or ''}")
+    commit.new_messages.append(
+        Message(inst.instance_id, "event", json.dumps(replay), now, execution_id=inst.execution_id)
+    )
+    inst.status = "Running"
+    inst.output = None
+    inst.updated = now
+    return commit
+
+
+def plan_renotify(inst: Instance, now: dt.datetime) -> EpisodeCommit:
+    """A rewind reached a sub-orchestration that has nothing to rewind: report its outcome to the
+    parent again (the parent may have been rewound and be waiting for it)."""
+    p = _Planner(inst, Bookkeeping.loads(inst.state), now, Catalog(frozenset(), frozenset()))
+    output = None if inst.output is None else json.loads(inst.output)
+    if inst.status == "Completed":
+        p.notify_parent(True, inst.output)
+    elif inst.status == "Failed":
+        p.notify_parent(False, None, str(output))
+    elif inst.status in ("Terminated", "Canceled"):
+        p.notify_parent(False, None, f"Sub-orchestration '{inst.name}' was terminated: {output}")
     return p.commit

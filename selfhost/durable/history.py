@@ -127,7 +127,12 @@ def task_completed(now: dt.datetime, task_id: int, result: str | None) -> Event:
 
 def task_failed(now: dt.datetime, task_id: int, reason: str, details: str | None) -> Event:
     return _event(
-        EventType.TaskFailed, now, TaskScheduledId=task_id, Reason=reason, Details=details, FailureDetails=None
+        EventType.TaskFailed,
+        now,
+        TaskScheduledId=task_id,
+        Reason=reason,
+        Details=details,
+        FailureDetails=None,
     )
 
 
@@ -174,6 +179,10 @@ def event_raised(now: dt.datetime, name: str, input_text: str | None) -> Event:
 
 def event_sent(now: dt.datetime, event_id: int, instance_id: str, name: str, input_text: str | None) -> Event:
     return _event(EventType.EventSent, now, event_id, InstanceId=instance_id, Name=name, Input=input_text)
+
+
+def generic_event(now: dt.datetime, data: str) -> Event:
+    return _event(EventType.GenericEvent, now, Data=data)
 
 
 def restamp(event: Event, now: dt.datetime) -> Event:

@@ -18,18 +18,35 @@ from selfhost.durable.api import ManagementApi
 from selfhost.durable.engine import Engine
 from selfhost.durable.sqlite_store import SqliteStore
 from selfhost.durable.store import Store
-from selfhost.functions import ACTIVITY_TRIGGER, ORCHESTRATION_TRIGGER, Clock, FunctionInfo, Invoker
+from selfhost.functions import (
+    ACTIVITY_TRIGGER,
+    ENTITY_TRIGGER,
+    ORCHESTRATION_TRIGGER,
+    Clock,
+    FunctionInfo,
+    Invoker,
+)
 
 
 def durable_index(functions: Sequence[FunctionInfo]) -> dict[str, FunctionInfo]:
-    """Durable name -> function; the Python name also resolves (call_activity(fn) sends it)."""
+    """Durable name -> function; the Python name also resolves (call_activity(fn) sends it).
+
+    Entities are keyed "@" + lowercase entity name (names are case-insensitive, as EntityId
+    makes them), so they never collide with an orchestrator or activity of the same name."""
     index: dict[str, FunctionInfo] = {}
     for fn in functions:
+        if fn.trigger_type == ENTITY_TRIGGER and not fn.disabled:
+            name = fn.trigger.get("entityName") or fn.durable_name or fn.name
+            index["@" + str(name).lower()] = fn
         if fn.trigger_type not in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER) or fn.disabled:
             continue
         index[fn.durable_name or fn.name] = fn
     for fn in functions:
-        if fn.trigger_type in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER) and not fn.disabled and fn.python_name:
+        if (
+            fn.trigger_type in (ORCHESTRATION_TRIGGER, ACTIVITY_TRIGGER)
+            and not fn.disabled
+            and fn.python_name
+        ):
             index.setdefault(fn.python_name, fn)
     return index
 

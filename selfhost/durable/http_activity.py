@@ -36,7 +36,9 @@ async def run_http_activity(request_json: str) -> str:
     req: dict[str, Any] = json.loads(request_json)
     if req.get("tokenSource"):
         raise NotImplementedError("Managed identity token sources are not available outside Azure.")
-    headers = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (req.get("headers") or {}).items()}
+    headers = {
+        k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (req.get("headers") or {}).items()
+    }
     content = req.get("content")
     resp = await _http().request(
         str(req.get("method", "GET")).upper(),

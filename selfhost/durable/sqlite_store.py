@@ -262,7 +262,15 @@ class SqliteStore:
                     (w.instance_id, w.execution_id, w.task_id, w.name, w.input, w.kind),
                 )
                 created.append(
-                    WorkItem(w.instance_id, w.execution_id, w.task_id, w.name, w.input, w.kind, int(cur.lastrowid or 0))
+                    WorkItem(
+                        w.instance_id,
+                        w.execution_id,
+                        w.task_id,
+                        w.name,
+                        w.input,
+                        w.kind,
+                        int(cur.lastrowid or 0),
+                    )
                 )
             return created
 
@@ -275,7 +283,9 @@ class SqliteStore:
             return True
 
     def pending_work(self) -> list[WorkItem]:
-        rows = self._read("SELECT instance_id, execution_id, task_id, name, input, kind, id FROM work ORDER BY id")
+        rows = self._read(
+            "SELECT instance_id, execution_id, task_id, name, input, kind, id FROM work ORDER BY id"
+        )
         return [WorkItem(*r) for r in rows]
 
     def update_instance(self, instance: Instance) -> None:

@@ -35,6 +35,7 @@ def _record(name: str, value: object) -> int:
 
 # ---- HTTP starters (the SDK client) ---------------------------------------------------------
 
+
 @app.route(route="orchestrators/{functionName}", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
@@ -80,6 +81,7 @@ async def client_ops(req: func.HttpRequest, client: df.DurableOrchestrationClien
 
 
 # ---- orchestrators ---------------------------------------------------------------------------
+
 
 @app.orchestration_trigger(context_name="context")
 def chaining(context: df.DurableOrchestrationContext):
@@ -129,7 +131,9 @@ def retry_exhaust(context: df.DurableOrchestrationContext):
 def slow_retry(context: df.DurableOrchestrationContext):
     """Fails once, retries after a 3 s wait (crash tests kill the runtime during the wait)."""
     opts = df.RetryOptions(first_retry_interval_in_milliseconds=3000, max_number_of_attempts=3)
-    result = yield context.call_activity_with_retry("flaky", opts, {"key": context.get_input(), "fail_times": 1})
+    result = yield context.call_activity_with_retry(
+        "flaky", opts, {"key": context.get_input(), "fail_times": 1}
+    )
     return result
 
 
@@ -219,6 +223,7 @@ def http_call(context: df.DurableOrchestrationContext):
 
 # ---- activities ------------------------------------------------------------------------------
 
+
 @app.activity_trigger(input_name="city")
 def hello(city: str) -> str:
     _record("hello", city)
@@ -244,3 +249,111 @@ def flaky(spec: dict) -> str:
     if attempt <= spec["fail_times"]:
         raise RuntimeError(f"flaky failure #{attempt}")
     return f"ok on attempt {attempt}"
+
+
+# ---- durable entities ------------------------------------------------------------------------
+
+
+@app.entity_trigger(context_name="context", entity_name="Counter")
+def counter_entity(context: df.DurableEntityContext) -> None:
+    """Microsoft's Counter sample (add/reset/get), plus a slow add (crash tests kill the runtime
+    mid-batch) and an operation that raises."""
+    current_value = context.get_state(lambda: 0)
+    operation = context.operation_name
+    if operation == "add":
+        amount = context.get_input()
+        current_value += amount
+    elif operation == "add_slowly":
+        time.sleep(0.02)
+        current_value += context.get_input()
+    elif operation == "reset":
+        current_value = 0
+    elif operation == "get":
+        context.set_result(current_value)
+    elif operation == "boom":
+        raise ValueError(f"boom at {current_value}")
+    context.set_state(current_value)
+
+
+@app.orchestration_trigger(context_name="context")
+def entity_calls(context: df.DurableOrchestrationContext):
+    entity_id = df.EntityId("Counter", context.get_input() or "orch")
+    context.signal_entity(entity_id, "add", 10)
+    yield context.call_entity(entity_id, "add", 5)
+    value = yield context.call_entity(entity_id, "get")
+    try:
+        yield context.call_entity(entity_id, "boom")
+        error = None
+    except Exception as exc:  # noqa: BLE001 - the SDK raises the operation's failure into the orchestrator
+        error = str(exc)
+    context.signal_entity(entity_id, "reset")
+    after = yield context.call_entity(entity_id, "get")
+    return {"value": value, "error": error, "after": after}
+
+
+@app.orchestration_trigger(context_name="context")
+def entity_adder(context: df.DurableOrchestrationContext):
+    """Adds 1 to Counter `key` `n` times, one call at a time; returns the last value it saw."""
+    spec = context.get_input()
+    entity_id = df.EntityId("Counter", spec["key"])
+    for _ in range(spec["n"]):
+        yield context.call_entity(entity_id, "add", 1)
+    last = yield context.call_entity(entity_id, "get")
+    return last
+
+
+@app.orchestration_trigger(context_name="context")
+def entity_unknown(context: df.DurableOrchestrationContext):
+    yield context.call_entity(df.EntityId("NoSuchEntity", "k"), "get")
+    return "unreachable"
+
+
+@app.route(route="entity/{name}/{key}", methods=["GET", "POST"])
+@app.durable_client_input(client_name="client")
+async def entity_client(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """POST ?op=..., body = JSON input: client.signal_entity; GET: client.read_entity_state."""
+    entity_id = df.EntityId(req.route_params["name"], req.route_params["key"])
+    if req.method == "POST":
+        body = req.get_body()
+        await client.signal_entity(entity_id, req.params["op"], json.loads(body) if body else None)
+        return func.HttpResponse(status_code=202)
+    state = await client.read_entity_state(entity_id)
+    return func.HttpResponse(
+        json.dumps({"exists": state.entity_exists, "state": state.entity_state}), mimetype="application/json"
+    )
+
+
+# ---- rewind ----------------------------------------------------------------------------------
+
+
+@app.orchestration_trigger(context_name="context")
+def rewindable(context: df.DurableOrchestrationContext):
+    """Fails on its first run (flaky fails once, no retry options); a rewind lets it finish."""
+    key = context.get_input()
+    first = yield context.call_activity("hello", f"before {key}")
+    second = yield context.call_activity("flaky", {"key": key, "fail_times": 1})
+    return [first, second]
+
+
+@app.orchestration_trigger(context_name="context")
+def rewindable_parent(context: df.DurableOrchestrationContext):
+    """A fan-out whose three calls fail once, then a sub-orchestration that fails once."""
+    key = context.get_input()
+    fanned = yield context.task_all(
+        [context.call_activity("flaky", {"key": f"{key}-{i}", "fail_times": 1}) for i in range(3)]
+    )
+    child = yield context.call_sub_orchestrator(
+        "rewindable", f"{key}-child", instance_id=f"{context.instance_id}-child"
+    )
+    return {"fanned": fanned, "child": child}
+
+
+@app.route(route="rewind/{instanceId}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def rewind_client(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """client.rewind; the SDK's exception text comes back as a 409."""
+    try:
+        await client.rewind(req.route_params["instanceId"], req.params.get("reason", "rewound by test"))
+    except Exception as exc:  # noqa: BLE001 - report the SDK's error to the test
+        return func.HttpResponse(str(exc), status_code=409)
+    return func.HttpResponse(status_code=202)
