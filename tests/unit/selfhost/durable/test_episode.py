@@ -748,7 +748,11 @@ def test_unknown_retry_activity_and_sub_orchestrator_fail_too() -> None:
 def test_entities_and_unknown_action_types_fail_clearly() -> None:
     ep = Episodes()
     ep.start(b.state(b.call_entity("@counter@k1", "add", 5)))
-    assert ep.inst.status == "Failed" and "is not an entity function. Additional info: The app has no entity functions." in (ep.inst.output or "")
+    assert (
+        ep.inst.status == "Failed"
+        and "is not an entity function. Additional info: The app has no entity functions."
+        in (ep.inst.output or "")
+    )
     ep = Episodes()
     ep.start(b.state({"actionType": 99}))
     assert ep.inst.status == "Failed" and "Unsupported durable action type 99" in (ep.inst.output or "")
