@@ -65,16 +65,16 @@ def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
     return context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
 
 
+# Job-record writes and the final clean-up go to the service's own storage and secret store,
+# not to the user's endpoints: retry them patiently (10 attempts 2 s apart) whatever the job says.
+SERVICE_RETRY = df.RetryOptions(2000, 10)
+
+
 def _record(
     context: df.DurableOrchestrationContext, job_id: str, resource_type: str | None = None, **changes: Any
 ) -> Any:
     update = RecordUpdate(job_id, changes, resource_type)
-    return context.call_activity_with_retry(RECORD_ACTIVITY, _retry_default(), update.to_dict())
-
-
-def _retry_default() -> df.RetryOptions:
-    # Job-record writes go to the service's own storage: retry briefly but persistently.
-    return df.RetryOptions(2000, 10)
+    return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, update.to_dict())
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=JOB_ORCHESTRATOR)
@@ -154,7 +154,7 @@ def _finish(
         "types": {o["type"]: o["state"] for o in outcomes},
     }
     task = FinishTask(job.job_id, job.request, state, outcome, tuple(delete_files or ()))
-    yield context.call_activity_with_retry(FINISH_ACTIVITY, _retry_default(), task.to_dict())
+    yield context.call_activity_with_retry(FINISH_ACTIVITY, SERVICE_RETRY, task.to_dict())
     if not context.is_replaying:
         log.info("export job %s ended %s", job.job_id, state)
     return outcome

@@ -169,8 +169,7 @@ def record(update: RecordUpdate, deps: Deps) -> None:
     if update.resource_type is None:
         deps.jobs.update_record(update.job_id, **update.changes)
         return
-    view = deps.jobs.view(update.job_id)
-    current: Mapping[str, Any] = (view.types.get(update.resource_type) if view else None) or {}
+    current: Mapping[str, Any] = deps.jobs.get_type_progress(update.job_id, update.resource_type) or {}
     deps.jobs.put_type_progress(
         update.job_id, update.resource_type, {**current, **update.changes, "updated": utc_now()}
     )

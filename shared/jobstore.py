@@ -142,6 +142,10 @@ class JobStore:
         self._ensure()
         return self._read_json(f"jobs/{job_id}.json")
 
+    def get_type_progress(self, job_id: str, resource_type: str) -> dict[str, Any] | None:
+        self._ensure()
+        return self._read_json(f"jobs/{job_id}/types/{resource_type}.json")
+
     def cancel_requested(self, job_id: str) -> bool:
         self._ensure()
         with storage_errors("read cancel marker", job_id):
@@ -173,7 +177,7 @@ class JobStore:
         limit: int = 50,
         continuation: str | None = None,
     ) -> JobPage:
-        """Newest-agnostic listing in id order, filtered on metadata; `continuation` is the last id."""
+        """Jobs in id order, filtered on the records' metadata; `continuation` is the last id returned."""
         self._ensure()
         found: list[JobSummary] = []
         with storage_errors("list jobs", CONTAINER):
