@@ -175,3 +175,15 @@ def test_cancel_stops_work_deletes_partial_files_and_secrets(client: ExportClien
     assert fhir.requests_served == served  # nothing more is read after the end
     again = client.http.delete(client.rt.url(f"api/exports/{job}"))
     assert again.status_code == 202 and again.json()["state"] == "cancelled"
+
+
+def test_malformed_page_fails_the_job_naming_the_page(
+    client: ExportClient, azurite: Azurite, fhir: FhirTestServer, service: RuntimeProcess
+) -> None:
+    fhir.faults.add(Fault(kind="broken", broken="json", resource_type="Observation", page=2, times=None))
+    job = client.start(body(fhir, azurite, ["Observation"], "broken", "b", page_size=20, retry=FAST_RETRY))
+    status = client.wait(job, timeout=60)
+    assert status["state"] == "failed"
+    assert "Observation" in status["last_error"] and "ct=" in status["last_error"]  # the page's URL
+    assert len([r for r in fhir.requests if r.resource_type == "Observation" and r.page == 2]) == 1
+    assert secrets_left(service, job) == []
