@@ -147,6 +147,8 @@ def runtime_environment(opts: Options, base: Mapping[str, str]) -> dict[str, str
     """
     env = dict(base)
     env["PYTHONUNBUFFERED"] = "1"
+    # The local secret store (used without KEY_VAULT_URL) lives with the rest of the state.
+    env.setdefault("LOCAL_SECRETS_PATH", str(opts.state_dir / "secrets"))
     p, default = opts.ports, Ports()
     if (p.blob, p.queue, p.table) != (default.blob, default.queue, default.table):
         env["AzureWebJobsStorage"] = azurite_connection_string(p)

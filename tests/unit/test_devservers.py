@@ -74,7 +74,7 @@ def test_runtime_environment_leaves_default_ports_to_local_settings(tmp_path: Pa
 
     env = devservers.runtime_environment(opts, {"PATH": "/bin"})
 
-    assert env == {"PATH": "/bin", "PYTHONUNBUFFERED": "1"}
+    assert env == {"PATH": "/bin", "PYTHONUNBUFFERED": "1", "LOCAL_SECRETS_PATH": str(tmp_path / "secrets")}
 
 
 def test_local_settings_are_created_from_the_example_once(tmp_path: Path) -> None:
