@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _SECRET_TTL_S = 300.0  # pages of one job reuse a looked-up secret instead of one vault call each
 _secret_cache: dict[str, tuple[float, str]] = {}
-_secret_lock = threading.Lock()
+_secret_lock = threading.Lock()  # guards the in-process caches: secrets and cancel flags
 
 
 def _secret(deps: Deps, name: str | None) -> str | None:
@@ -49,6 +49,22 @@ def _forget_secret(name: str | None) -> None:
     if name:
         with _secret_lock:
             _secret_cache.pop(name, None)
+
+
+_CANCEL_TTL_S = 2.0  # a cancel is seen within this long; saves a storage round trip per page
+_cancel_seen: dict[str, tuple[float, bool]] = {}
+
+
+def _cancelled(deps: Deps, job_id: str) -> bool:
+    now = time.monotonic()
+    with _secret_lock:
+        hit = _cancel_seen.get(job_id)
+        if hit and (hit[1] or now - hit[0] < _CANCEL_TTL_S):  # a cancel never expires
+            return hit[1]
+    value = deps.jobs.cancel_requested(job_id)
+    with _secret_lock:
+        _cancel_seen[job_id] = (now, value)
+    return value
 
 
 def _source(request: ExportRequest, deps: Deps) -> Source:
@@ -75,7 +91,7 @@ def prepare(job: JobInput, deps: Deps) -> StepOutcome:
 
 def export_page(task: PageTask, deps: Deps) -> PageOutcome:
     """Steps 4-6: read one page at the cursor and stage it as a block of the current file."""
-    if deps.jobs.cancel_requested(task.job_id):
+    if _cancelled(deps, task.job_id):
         return PageOutcome(cancelled=True)
     name = file_name(task.type, task.file_sequence)
     block = block_id(task.type, task.file_sequence, task.page)
@@ -184,5 +200,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
         if name:
             deps.secrets.delete(name)
             _forget_secret(name)
+    with _secret_lock:
+        _cancel_seen.pop(task.job_id, None)
     deps.jobs.update_record(task.job_id, state=task.state, outcome=dict(task.outcome), finished=utc_now())
     log.info("job %s finished: %s", task.job_id, task.state)
