@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.azurite import Azurite
-from tests.support.export_env import ExportClient, export_body, start_service, validate
+from tests.support.export_env import ExportClient, export_body, validate
 from tests.support.fhir_server import FhirTestServer
-from tests.support.runtime import RuntimeProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -20,24 +19,6 @@ TYPES = ["Patient", "Observation", "Encounter"]
 def fhir() -> Iterator[FhirTestServer]:
     with FhirTestServer({"Patient": 120, "Observation": 260, "Encounter": 75}) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def service(
-    azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RuntimeProcess]:
-    rt = start_service(azurite, fhir, tmp_path_factory.mktemp("export-e2e"))
-    try:
-        yield rt
-    finally:
-        rt.stop()
-
-
-@pytest.fixture
-def client(service: RuntimeProcess) -> Iterator[ExportClient]:
-    c = ExportClient(service)
-    yield c
-    c.close()
 
 
 def test_small_export_succeeds_and_validates(

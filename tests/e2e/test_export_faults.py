@@ -41,13 +41,6 @@ def service(azurite: Azurite, fhir: FhirTestServer, tmp_path: Path) -> Iterator[
         rt.stop()
 
 
-@pytest.fixture
-def client(service: RuntimeProcess) -> Iterator[ExportClient]:
-    c = ExportClient(service)
-    yield c
-    c.close()
-
-
 def body(
     fhir: FhirTestServer, azurite: Azurite, types: list[str], container: str, prefix: str, **options: Any
 ) -> dict[str, Any]:

@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from shared.validation import ValidationReport, split_lines, validate_export
-from tests.support.azurite import Azurite
-from tests.support.export_env import ExportClient, start_service
+from tests.support.export_env import ExportClient
 from tests.support.fhir_server import Fault, FhirTestServer
 from tests.support.runtime import RuntimeProcess
 from tests.support.waiting import wait_until
@@ -35,17 +34,6 @@ FHIR_JSON = "application/fhir+json"
 def fhir() -> Iterator[FhirTestServer]:
     with FhirTestServer(COUNTS, groups={"g1": MEMBERS}) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def service(
-    azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RuntimeProcess]:
-    rt = start_service(azurite, fhir, tmp_path_factory.mktemp("fhir-front-door"))
-    try:
-        yield rt
-    finally:
-        rt.stop()
 
 
 class BulkDataClient:
