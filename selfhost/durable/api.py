@@ -31,15 +31,6 @@ def _time(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json_or_none(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _parse_query_time(request: web.Request, name: str) -> dt.datetime | None:
     value = request.query.get(name)
     if not value:
@@ -162,9 +153,9 @@ class ManagementApi:
             "name": inst.name,
             "instanceId": inst.instance_id,
             "runtimeStatus": inst.status,
-            "input": _json_or_none(inst.input) if show_input else None,
-            "customStatus": _json_or_none(inst.custom_status),
-            "output": _json_or_none(inst.output),
+            "input": h.json_value(inst.input) if show_input else None,
+            "customStatus": h.json_value(inst.custom_status),
+            "output": h.json_value(inst.output),
             "createdTime": _time(inst.created),
             "lastUpdatedTime": _time(inst.updated),
         }
@@ -352,7 +343,7 @@ def public_history(events: list[dict[str, Any]], show_output: bool, show_input: 
                 item["Input"] = src.get("Input")
         if "Result" in item:
             if show_output:
-                item["Result"] = _json_or_none(item["Result"])
+                item["Result"] = h.json_value(item["Result"])
             else:
                 item.pop("Result")
         if "OrchestrationStatus" in item:

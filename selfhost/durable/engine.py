@@ -258,7 +258,7 @@ class Engine:
         events = [e for e in history if _replayed(e)]
         events += [json.dumps(h.orchestrator_started(now))] + [json.dumps(e) for e in delivered]
         context = (
-            '{"history":[' + ",".join(events) + '],"input":' + json.dumps(_context_input(inst.input))
+            '{"history":[' + ",".join(events) + '],"input":' + json.dumps(h.json_value(inst.input))  # the parsed start body (§4.4)
             + ',"instanceId":' + json.dumps(inst.instance_id) + ',"isReplaying":false'
             + ',"parentInstanceId":' + json.dumps(inst.parent_instance_id)
             + ',"upperSchemaVersion":1,"upperSchemaVersionNew":2}'
@@ -457,13 +457,3 @@ _EVENT_TYPE = re.compile(r'\{"EventType":\s*(\d+)')
 def _replayed(event_json: str) -> bool:
     match = _EVENT_TYPE.match(event_json)
     return match is None or int(match.group(1)) not in _NOT_REPLAYED
-
-
-def _context_input(stored: str | None) -> Any:
-    """Context `input` is the JSON value the extension parsed from the start body (§4.4)."""
-    if stored is None:
-        return None
-    try:
-        return json.loads(stored)
-    except json.JSONDecodeError:
-        return stored

@@ -7,6 +7,7 @@ handed to the SDK as JSON. Every builder sets the keys the SDK constructor requi
 from __future__ import annotations
 
 import datetime as dt
+import json
 from enum import IntEnum
 from typing import Any
 
@@ -183,6 +184,16 @@ def event_sent(now: dt.datetime, event_id: int, instance_id: str, name: str, inp
 
 def generic_event(now: dt.datetime, data: str) -> Event:
     return _event(EventType.GenericEvent, now, Data=data)
+
+
+def json_value(text: str | None) -> Any:
+    """The JSON value stored as text (inputs, outputs, results); text that is not JSON as is."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def restamp(event: Event, now: dt.datetime) -> Event:
