@@ -180,3 +180,18 @@ def test_malformed_page_fails_the_job_naming_the_page(
     assert "Observation" in status["last_error"] and "ct=" in status["last_error"]  # the page's URL
     assert len([r for r in fhir.requests if r.resource_type == "Observation" and r.page == 2]) == 1
     assert secrets_left(service, job) == []
+
+
+def test_secrets_never_reach_logs_history_records_or_status(
+    client: ExportClient, azurite: Azurite, fhir: FhirTestServer, service: RuntimeProcess
+) -> None:
+    job = client.start(body(fhir, azurite, ["Patient"], "nosecret", "s", page_size=40))
+    status = client.wait(job)
+    assert status["state"] == "succeeded"
+    assert TOKEN not in json.dumps(status)
+    assert TOKEN not in service.log_text()
+    for path in (service.state_dir / "durable").glob("*"):  # the orchestration history (db and WAL)
+        assert TOKEN.encode() not in path.read_bytes(), path.name
+    with ContainerClient.from_connection_string(azurite.connection_string, "export-jobs") as jobs:
+        for blob in jobs.list_blobs(name_starts_with=f"jobs/{job}"):
+            assert TOKEN.encode() not in jobs.download_blob(blob.name).readall(), blob.name
