@@ -6,8 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.azurite import Azurite, azurite_available, start_azurite
+
+# Machines here are noisy (2 cores shared with servers the tests start): a per-example deadline
+# would fail on timing, not on behaviour. Example counts stay as each test sets them.
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 
 @pytest.fixture(scope="session")
