@@ -185,7 +185,10 @@ def test_restart(app: DurableApp) -> None:
     started = app.start("chaining")
     app.wait(started)
     restarted = app.client("restart", started["id"])
-    assert restarted != started["id"]
+    # The SDK returns the extension's 202 body: the new instance's id and management URLs.
+    assert isinstance(restarted, dict) and restarted["id"] != started["id"]
+    again = app.wait(restarted)
+    assert again["name"] == "chaining" and again["output"] == ["Hello Tokyo", "Hello Seattle", "Hello London"]
 
 
 def test_wait_for_completion_response(app: DurableApp) -> None:
