@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
@@ -21,15 +21,16 @@ from azure.functions.timer import TimerRequest
 from selfhost.functions import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, FunctionInfo, Invoker
 from selfhost.indexing import DURABLE_TRIGGERS
 
+if TYPE_CHECKING:
+    from selfhost.http.server import AdminInvoke
+
 __all__ = ["make_admin_invoke"]
 
 # azure.functions.queue is untyped; one Any-typed alias keeps mypy strict elsewhere.
 _QueueMessage: Any = QueueMessage
 
-AdminInvokeFn = Callable[[FunctionInfo, str | None], Awaitable[None]]
 
-
-def make_admin_invoke(invoker: Invoker, listeners: Mapping[str, object]) -> AdminInvokeFn:
+def make_admin_invoke(invoker: Invoker, listeners: Mapping[str, object]) -> AdminInvoke:
     """`listeners` maps function name to its running trigger listener (if any)."""
 
     def admin_invoke(fn: FunctionInfo, text: str | None) -> Awaitable[None]:

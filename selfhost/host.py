@@ -3,20 +3,16 @@
 From an indexed app, its config and keys: one thread pool and one `HostInvoker` bound to the
 running loop, the durable engine (only if the app has a durable trigger or client binding),
 the HTTP server, then one trigger listener per timer/queue/blob function. `stop()` undoes this
-in reverse. The triggers' `LISTENERS` and `make_output_handlers` are imported lazily so the
-runtime works before (and without) them. The OS-process side (lock, settings, signals, exit
-codes) is `selfhost.process`. Nothing here knows about exports or any particular app.
+in reverse. The OS-process side (lock, settings, signals, exit codes) is `selfhost.process`. Nothing here knows about exports or any particular app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
 from typing import Any
 
 from selfhost.admin_invoke import make_admin_invoke
@@ -27,6 +23,7 @@ from selfhost.indexing import DURABLE_TRIGGERS, IndexedApp
 from selfhost.invoker import HostInvoker
 from selfhost.keys import HostKeys
 from selfhost.triggers.base import OutputHandler, TriggerListener
+from selfhost.triggers.listeners import LISTENERS, make_output_handlers
 
 __all__ = ["THREAD_PREFIX", "Runtime"]
 
@@ -58,7 +55,7 @@ class Runtime:
 
     async def start(self) -> None:
         functions = self.indexed.functions
-        self.output_handlers = _output_handlers(self.config)
+        self.output_handlers = make_output_handlers(self.config)
         self.invoker = HostInvoker(
             executor=self.executor,
             output_handlers=self.output_handlers,
@@ -79,7 +76,7 @@ class Runtime:
             host_id=self.config.host_id,
             durable=self.durable,
             admin_invoke=make_admin_invoke(self.invoker, self.listeners),
-            max_body_bytes=max_body_bytes_from_env(dict(os.environ)),
+            max_body_bytes=max_body_bytes_from_env(),
         )
         await self.http.start()
         for name, listener in self.listeners.items():
@@ -153,12 +150,11 @@ class Runtime:
         return binding
 
     def _make_listeners(self) -> dict[str, TriggerListener]:
-        classes = _listener_classes()
         out: dict[str, TriggerListener] = {}
         for fn in self.indexed.functions:
             if fn.trigger_type == HTTP_TRIGGER or fn.trigger_type in DURABLE_TRIGGERS or fn.disabled:
                 continue
-            cls = classes.get(fn.trigger_type)
+            cls = LISTENERS.get(fn.trigger_type)
             if cls is None:
                 log.warning(
                     "No listener for '%s' triggers: '%s' runs only via the admin API",
@@ -188,30 +184,6 @@ class Runtime:
             f"Function key (default): {self.keys.default_function_key}",
         ]
         return "\n".join([*lines, f"State folder: {self.config.state_dir}", ""])
-
-
-def _output_handlers(config: HostConfig) -> Mapping[str, OutputHandler]:
-    outputs = _optional_module("selfhost.triggers.outputs")
-    if outputs is None:
-        log.warning("Queue and blob output bindings are unavailable (selfhost.triggers.outputs is missing)")
-        return {}
-    handlers: Mapping[str, OutputHandler] = outputs.make_output_handlers(config)
-    return handlers
-
-
-def _listener_classes() -> Mapping[str, Any]:
-    listeners = _optional_module("selfhost.triggers.listeners")
-    return dict(listeners.LISTENERS) if listeners is not None else {}
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """Import a part another engineer may not have written yet; errors *inside* it still raise."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 async def _close_durable_sdk_session() -> None:

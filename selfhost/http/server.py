@@ -136,14 +136,13 @@ class HttpServer:
         fn = next((f for f in self._functions if f.name.casefold() == name.casefold()), None)
         if fn is None:
             return web.Response(status=404)
-        bad_body = web.json_response({"error": 'body must be JSON like {"input": "..."}'}, status=400)
         try:
             raw = await request.read()
             payload = json.loads(raw) if raw else None
         except ValueError:
-            return bad_body
+            payload = None
         if not isinstance(payload, dict):
-            return bad_body
+            return web.json_response({"error": 'body must be JSON like {"input": "..."}'}, status=400)
         raw_input = payload.get("input")
         text = raw_input if raw_input is None or isinstance(raw_input, str) else json.dumps(raw_input)
         if self._admin_invoke is None:

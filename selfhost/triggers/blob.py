@@ -22,7 +22,6 @@ The attempt count is in memory too and restarts from 1 after a crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ from typing import Any, ClassVar
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
@@ -44,9 +42,15 @@ from azure.storage.blob.aio import ContainerClient
 from selfhost.config import ConfigError, HostConfig
 from selfhost.functions import Clock, FunctionInfo, Invoker
 from selfhost.triggers.bindingpath import BlobPathPattern
-from selfhost.triggers.connections import StorageClients, StorageConnectionError, resolve_connection
+from selfhost.triggers.connections import (
+    StorageClients,
+    StorageConnectionError,
+    resolve_connection,
+    send_creating_queue,
+)
 from selfhost.triggers.queueing import encode_message, queue_settings
 from selfhost.triggers.receipts import HOSTS_CONTAINER, Receipts, ReceiptState, normalize_etag
+from selfhost.triggers.tasks import cancel_and_wait, drain, start_logged, track
 
 __all__ = ["POISON_QUEUE", "BlobListener", "blob_properties_dict"]
 
@@ -133,9 +137,6 @@ class BlobListener:
         self.parallelism = int(blobs.get("maxDegreeOfParallelism", 8 * (os.cpu_count() or 1)))
 
     async def start(self) -> None:
-        if self._fn.disabled:
-            log.info("Blob function %s is disabled; not scanning", self._fn.name)
-            return
         if self._config_error is not None:
             raise self._config_error
         blob_service = self._clients.blob_service(self._connection)
@@ -145,22 +146,15 @@ class BlobListener:
         # No storage call here: if storage is down at start, scanning retries until it is up
         # (the hosts container is created on the first receipt).
         self._slots = asyncio.Semaphore(max(1, self.parallelism))
-        self._scan_task = asyncio.create_task(self._scan_loop(), name=f"blob:{self._fn.name}")
+        self._scan_task = start_logged(self._scan_loop(), f"blob:{self._fn.name}")
 
     async def stop(self) -> None:
         self._stopping = True
         task, self._scan_task = self._scan_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._in_flight:
-            # Running invocations may finish (and complete their receipts); anything cut off
-            # keeps an incomplete receipt and fires again on the next start.
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=self.drain_timeout_s)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(task)
+        # Running invocations may finish (and complete their receipts); anything cut off
+        # keeps an incomplete receipt and fires again on the next start.
+        await drain(self._in_flight, self.drain_timeout_s)
         await self._clients.close()
 
     async def _scan_loop(self) -> None:
@@ -189,9 +183,7 @@ class BlobListener:
                 continue
             blob_type = str(getattr(blob.blob_type, "value", blob.blob_type))
             if await self._claim(blob.name, etag):
-                task = asyncio.create_task(self._handle(_Work(blob.name, etag, blob_type, captures)))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                track(self._in_flight, self._handle(_Work(blob.name, etag, blob_type, captures)))
             self._known[blob.name] = etag
         # Forget deleted blobs so the map does not grow without bound.
         for name in [n for n in self._known if n not in present]:
@@ -321,12 +313,7 @@ class BlobListener:
         queue = self._clients.queue_service(self._connection).get_queue_client(POISON_QUEUE)
         text = encode_message(json.dumps(record).encode("utf-8"), self._encoding)
         try:
-            try:
-                await queue.send_message(text)
-            except ResourceNotFoundError:
-                with contextlib.suppress(ResourceExistsError):
-                    await queue.create_queue()
-                await queue.send_message(text)
+            await send_creating_queue(queue, text)
         except AzureError as exc:
             # Completing the receipt anyway would lose the blob silently; leaving it incomplete
             # makes it fire again after a restart, which is the lesser evil.

@@ -16,12 +16,15 @@ blocking call would compete with sync user functions for the default executor.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.queue.aio import QueueServiceClient
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 __all__ = [
     "DEVELOPMENT_STORAGE",
@@ -30,6 +33,7 @@ __all__ = [
     "StorageConnection",
     "StorageConnectionError",
     "resolve_connection",
+    "send_creating_queue",
 ]
 
 HOST_STORAGE_SETTING = "AzureWebJobsStorage"
@@ -55,11 +59,6 @@ class StorageConnection:
 
     setting: str
     connection_string: str
-
-    @property
-    def key(self) -> str:
-        """Cache key: two settings holding the same string share clients."""
-        return self.connection_string
 
 
 def _parse_pairs(connection_string: str) -> dict[str, str]:
@@ -108,32 +107,22 @@ def _unusable(connection: StorageConnection, exc: Exception) -> StorageConnectio
     )
 
 
+_Client = TypeVar("_Client", BlobServiceClient, QueueServiceClient)
+
+
 class StorageClients:
-    """Builds each async service client once per connection string; `close()` closes them all."""
+    """Builds each async service client once per connection string (two settings holding the same
+    string share clients); `close()` closes them all."""
 
     def __init__(self) -> None:
         self._blob: dict[str, BlobServiceClient] = {}
         self._queue: dict[str, QueueServiceClient] = {}
 
     def blob_service(self, connection: StorageConnection) -> BlobServiceClient:
-        client = self._blob.get(connection.key)
-        if client is None:
-            try:
-                client = BlobServiceClient.from_connection_string(connection.connection_string)
-            except ValueError as exc:
-                raise _unusable(connection, exc) from exc
-            self._blob[connection.key] = client
-        return client
+        return _cached(self._blob, BlobServiceClient.from_connection_string, connection)
 
     def queue_service(self, connection: StorageConnection) -> QueueServiceClient:
-        client = self._queue.get(connection.key)
-        if client is None:
-            try:
-                client = QueueServiceClient.from_connection_string(connection.connection_string)
-            except ValueError as exc:
-                raise _unusable(connection, exc) from exc
-            self._queue[connection.key] = client
-        return client
+        return _cached(self._queue, QueueServiceClient.from_connection_string, connection)
 
     async def close(self) -> None:
         clients: list[BlobServiceClient | QueueServiceClient] = [*self._blob.values(), *self._queue.values()]
@@ -141,3 +130,26 @@ class StorageClients:
         self._queue.clear()
         for client in clients:
             await client.close()
+
+
+def _cached(
+    cache: dict[str, _Client], build: Callable[[str], _Client], connection: StorageConnection
+) -> _Client:
+    client = cache.get(connection.connection_string)
+    if client is None:
+        try:
+            client = build(connection.connection_string)
+        except ValueError as exc:
+            raise _unusable(connection, exc) from exc
+        cache[connection.connection_string] = client
+    return client
+
+
+async def send_creating_queue(client: QueueClient, text: str) -> None:
+    """Send one message, creating the queue first if it does not exist."""
+    try:
+        await client.send_message(text)
+    except ResourceNotFoundError:
+        with contextlib.suppress(ResourceExistsError):
+            await client.create_queue()
+        await client.send_message(text)

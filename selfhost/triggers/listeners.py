@@ -1,7 +1,7 @@
 """The registry the host composition uses: trigger type → listener class, plus the output handlers.
 
-`selfhost.host` builds one listener per function whose trigger type is a key of `LISTENERS`
-(`cls(fn, invoker, config, clock)`, then `await start()` / `await stop()`), and gives the invoker
+`selfhost.host` builds one listener per enabled function whose trigger type is a key of
+`LISTENERS` (`cls(fn, invoker, config, clock)`, then `await start()` / `await stop()`), and gives the invoker
 `make_output_handlers(config)` for the `queue` and `blob` output bindings.
 """
 

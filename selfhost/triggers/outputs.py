@@ -24,13 +24,12 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions import _abc as func_abc
 from azure.storage.blob.aio import ContainerClient
-from azure.storage.queue.aio import QueueClient
 
 from selfhost.config import HostConfig
 from selfhost.triggers import watcher
 from selfhost.triggers.base import OutputHandler
 from selfhost.triggers.bindingpath import BindingExpressionError, format_template, split_blob_path
-from selfhost.triggers.connections import StorageClients, resolve_connection
+from selfhost.triggers.connections import StorageClients, resolve_connection, send_creating_queue
 from selfhost.triggers.queueing import encode_message, validate_queue_name
 
 __all__ = ["BlobOutput", "QueueOutput", "blob_payload", "make_output_handlers", "queue_payloads"]
@@ -119,17 +118,8 @@ class QueueOutput(_Handler):
         connection = resolve_connection(binding.get("connection"), self._environ)
         client = self._clients.queue_service(connection).get_queue_client(name)
         for body in payloads:
-            await _send(client, encode_message(body, self._encoding))
+            await send_creating_queue(client, encode_message(body, self._encoding))
         watcher.notify_enqueued(client.url)
-
-
-async def _send(client: QueueClient, text: str) -> None:
-    try:
-        await client.send_message(text)
-    except ResourceNotFoundError:
-        with contextlib.suppress(ResourceExistsError):
-            await client.create_queue()
-        await client.send_message(text)
 
 
 class BlobOutput(_Handler):

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage as FuncQueueMessage
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
@@ -33,7 +33,12 @@ from selfhost.functions import Clock, FunctionInfo, Invoker
 from selfhost.triggers import watcher
 from selfhost.triggers.backoff import Backoff
 from selfhost.triggers.bindingpath import resolve_setting_references
-from selfhost.triggers.connections import StorageClients, StorageConnectionError, resolve_connection
+from selfhost.triggers.connections import (
+    StorageClients,
+    StorageConnectionError,
+    resolve_connection,
+    send_creating_queue,
+)
 from selfhost.triggers.queueing import (
     InvalidMessageEncoding,
     decode_message,
@@ -41,6 +46,7 @@ from selfhost.triggers.queueing import (
     queue_settings,
     validate_queue_name,
 )
+from selfhost.triggers.tasks import cancel_and_wait, drain, start_logged, track
 
 __all__ = ["QueueListener"]
 
@@ -108,37 +114,22 @@ class QueueListener:
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        if self._fn.disabled:
-            log.info("Queue function %s is disabled; not listening", self._fn.name)
-            return
         if self._config_error is not None:
             raise self._config_error
         service = self._clients.queue_service(self._connection)
         self._queue = service.get_queue_client(self.queue_name)
         watcher.register(self._queue.url, self._wake)
-        self._poll_task = asyncio.create_task(self._poll_loop(), name=f"queue:{self._fn.name}")
-        self._poll_task.add_done_callback(self._log_crash)
+        self._poll_task = start_logged(self._poll_loop(), f"queue:{self._fn.name}")
 
     async def stop(self) -> None:
         task, self._poll_task = self._poll_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._in_flight:
-            # Let running functions finish (their messages get deleted); cancel stragglers,
-            # whose messages simply reappear when the lease expires.
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=self.drain_timeout_s)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(task)
+        # Let running functions finish (their messages get deleted); cancel stragglers,
+        # whose messages simply reappear when the lease expires.
+        await drain(self._in_flight, self.drain_timeout_s)
         if self._queue is not None:
             watcher.unregister(self._queue.url, self._wake)
         await self._clients.close()
-
-    def _log_crash(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("Queue listener for %s stopped", self._fn.name, exc_info=task.exception())
 
     async def _poll_loop(self) -> None:
         backoff = Backoff(
@@ -174,13 +165,10 @@ class QueueListener:
             messages = [m async for m in page]
             break  # one request per poll
         for msg in messages:
-            task = asyncio.create_task(self._process(msg), name=f"queue:{self._fn.name}:{msg.id}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            track(self._in_flight, self._process(msg), f"queue:{self._fn.name}:{msg.id}")
         return bool(messages)
 
     async def _process(self, msg: QueueMessage) -> None:
-        assert self._queue is not None
         text = str(msg.content or "")
         if msg.dequeue_count is not None and msg.dequeue_count > self.settings.max_dequeue_count:
             await self._settle(msg, ok=False, poison_now=True)
@@ -220,9 +208,7 @@ class QueueListener:
             )
             ok = False
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_and_wait(renewer)
         await self._settle(msg, ok=ok, poison_now=False)
 
     async def _keep_leased(self, msg: QueueMessage) -> None:
@@ -267,10 +253,5 @@ class QueueListener:
             self.poison_name,
         )
         poison = self._clients.queue_service(self._connection).get_queue_client(self.poison_name)
-        try:
-            await poison.send_message(msg.content)
-        except ResourceNotFoundError:
-            with contextlib.suppress(ResourceExistsError):
-                await poison.create_queue()
-            await poison.send_message(msg.content)
+        await send_creating_queue(poison, msg.content)
         await self._queue.delete_message(msg.id, msg.pop_receipt)

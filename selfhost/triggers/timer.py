@@ -20,7 +20,6 @@ process on one machine needs neither, so the state folder is used instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as _dt
 import json
 import logging
@@ -36,6 +35,7 @@ from azure.functions.timer import TimerRequest
 from selfhost.config import HostConfig
 from selfhost.functions import Clock, FunctionInfo, Invoker
 from selfhost.triggers.ncrontab import Schedule, ScheduleError, fires_more_than_once_a_minute, parse_schedule
+from selfhost.triggers.tasks import cancel_and_wait, start_logged
 
 __all__ = ["ScheduleStatus", "StatusStore", "TimerListener"]
 
@@ -147,16 +147,13 @@ class TimerListener:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._fn.disabled:
-            log.info("Timer function %s is disabled; not scheduling it", self._fn.name)
-            return
         if self._config_error is not None:
             raise self._config_error
         now = self._clock.now()
         self.monitor = self._use_monitor and not fires_more_than_once_a_minute(self._active_schedule, now)
         if self._use_monitor and not self.monitor:
             log.info("Timer %s fires more than once a minute: schedule monitor disabled", self._fn.name)
-        self._task = asyncio.create_task(self._run(), name=f"timer:{self._fn.name}")
+        self._task = start_logged(self._run(), f"timer:{self._fn.name}")
 
     @property
     def _active_schedule(self) -> Schedule:
@@ -165,10 +162,7 @@ class TimerListener:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         past_due = await self._check_past_due() if self.monitor else False
