@@ -2,10 +2,12 @@
 
 Thin adapters over `shared.job_api`: decode the request, call one function, encode the answer.
 Errors are JSON `{"error": {"code", "message", "field"?}}`; never a stack trace or a secret.
+Blocking work (job records, secrets) runs in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -64,12 +66,12 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
         except ValueError:
             return error(400, "invalid_json", "the body must be a JSON object", "body")
         deps = get_deps()
-        submitted = job_api.submit(body, deps)
+        submitted = await asyncio.to_thread(job_api.submit, body, deps)
         try:
             await client.start_new(JOB_ORCHESTRATOR, submitted.job.job_id, submitted.job.to_dict())
         except Exception:
             log.exception("export %s: could not start the orchestration", submitted.job.job_id)
-            job_api.abandon(submitted, deps, "the export could not be started")
+            await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
             return error(503, "unavailable", "the export could not be started; try again")
         location = status_url(req, submitted.job.job_id)
         log.info("export %s accepted for %s", submitted.job.job_id, submitted.job.request.requested_by)
@@ -82,7 +84,7 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
 @bp.route(route="exports", methods=["GET"])
 async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        return _json(job_api.list_jobs(dict(req.params), get_deps()))
+        return _json(await asyncio.to_thread(job_api.list_jobs, dict(req.params), get_deps()))
 
     return await guarded(run)
 
@@ -90,7 +92,7 @@ async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="exports/{id}", methods=["GET"])
 async def get_export(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        view = job_api.show(req.route_params["id"], get_deps())
+        view = await asyncio.to_thread(job_api.show, req.route_params["id"], get_deps())
         if view is None:
             return error(404, "not_found", f"no export job {req.route_params['id']!r}", "id")
         return _json(view)
@@ -103,7 +105,7 @@ async def get_export(req: func.HttpRequest) -> func.HttpResponse:
 async def cancel_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id = req.route_params["id"]
-        view = job_api.request_cancel(job_id, get_deps())
+        view = await asyncio.to_thread(job_api.request_cancel, job_id, get_deps())
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
         if view["cancel_requested"]:

@@ -57,8 +57,7 @@ Gen = Generator[Any, Any, Any]
 
 
 def _retry(request: ExportRequest) -> df.RetryOptions:
-    policy = request.options.retry
-    return df.RetryOptions(policy.first_retry_interval_ms, policy.max_attempts)
+    return df.RetryOptions(**request.options.retry.as_retry_options_kwargs())
 
 
 def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:

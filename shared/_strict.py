@@ -21,6 +21,10 @@ from shared.errors import ValidationError
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 # Azure container names: 3-63 chars, lowercase letters, digits and single dashes, not at the ends.
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+# FHIR resource type names are PascalCase letters (Patient, MedicationRequest); anything else
+# would also let a caller walk a URL path (`../`). The one pattern the contracts, the source and
+# the Bulk Data front door check type names with.
+RESOURCE_TYPE: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 # FHIR instant: full date, time with seconds, optional fraction, mandatory zone (FHIR R4 `instant`).
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 

@@ -25,10 +25,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from shared._strict import check_email, check_instant
+from shared._strict import RESOURCE_TYPE, check_email, check_instant
 from shared.errors import PermanentError, TransientError, ValidationError
-from shared.sources._http import classify_status, classify_transport_error, redact_url
-from shared.sources._query import parse_type_filters
+from shared.sources import classify_status, classify_transport_error, parse_type_filters, redact_url
 
 __all__ = [
     "FRONTDOOR_LABEL",
@@ -100,7 +99,6 @@ PATIENT_COMPARTMENT: Final[Mapping[str, str]] = {
     "ServiceRequest": "patient",
 }
 
-_TYPE: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _FILE_NAME: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}-[1-9][0-9]{0,8}\.ndjson$")
 _PENDING: Final = {"queued": 1, "running": 2, "retrying": 5}  # state -> Retry-After seconds
@@ -202,7 +200,7 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
         if name == "_type":
             type_given = True
             for item in (part.strip() for part in value.split(",")):
-                if not _TYPE.match(item):
+                if not RESOURCE_TYPE.match(item):
                     issues.append(
                         Issue("invalid", f"_type: {item!r} is not a FHIR resource type name", "_type")
                     )
@@ -265,7 +263,12 @@ def searchable_types(capability: Mapping[str, Any]) -> tuple[str, ...]:
                 continue
             codes = {i.get("code") for i in resource.get("interaction") or [] if isinstance(i, Mapping)}
             name = resource.get("type")
-            if "search-type" in codes and isinstance(name, str) and _TYPE.match(name) and name not in found:
+            if (
+                "search-type" in codes
+                and isinstance(name, str)
+                and RESOURCE_TYPE.match(name)
+                and name not in found
+            ):
                 found.append(name)
     return tuple(found)
 
@@ -459,8 +462,7 @@ def kickoff_labels(request_url: str, level: Level, group_id: str | None = None) 
     """Labels marking a front-door job; `fhir_request` is the manifest's `request` (the kick-off
     URL without the function key; path only when too long for a label, as for a POST)."""
     parts = urlsplit(request_url)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "code"])
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query_pairs(request_url)), ""))
     if len(url) > LABEL_VALUE_CHARS:
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))[:LABEL_VALUE_CHARS]
     labels = {FRONTDOOR_LABEL[0]: FRONTDOOR_LABEL[1], REQUEST_LABEL: url, "fhir_level": level}

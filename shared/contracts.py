@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from shared._strict import (
+    RESOURCE_TYPE,
     SCHEMA_VERSION,
     ObjectReader,
     check_container_name,
@@ -62,8 +63,6 @@ __all__ = [
 ]
 
 MIB: Final = 1024 * 1024
-# FHIR resource type names are PascalCase letters (Patient, MedicationRequest).
-_FHIR_TYPE: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 # Labels are for people and dashboards; the limits keep records and custom status small.
 _LABEL_KEY: Final = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _MAX_LABELS: Final = 20
@@ -76,7 +75,7 @@ class FhirSourceSpec:
     kind: Literal["fhir"] = "fhir"
     base_url: str
     types: tuple[str, ...]
-    since: str | None = None  # ISO-8601 instant, passed to the server as `_since` unchanged
+    since: str | None = None  # ISO-8601 instant; the source searches `_lastUpdated=gt<since>`
     type_filters: tuple[str, ...] = ()  # `_typeFilter` values such as "Patient?active=true"
     page_size: int = 1000
     auth_secret_name: str | None = None
@@ -262,7 +261,7 @@ def _read_source(
     if not types:
         raise ValidationError(reader.field("types"), "must name at least one resource type")
     for i, name in enumerate(types):
-        if not _FHIR_TYPE.match(name):
+        if not RESOURCE_TYPE.match(name):
             raise ValidationError(f"{reader.field('types')}[{i}]", "must be a FHIR resource type name")
         if name in types[:i]:
             raise ValidationError(f"{reader.field('types')}[{i}]", "is listed twice")

@@ -28,26 +28,26 @@ log = logging.getLogger(__name__)
 
 _SECRET_TTL_S = 300.0  # pages of one job reuse a looked-up secret instead of one vault call each
 _secret_cache: dict[str, tuple[float, str]] = {}
-_secret_lock = threading.Lock()  # guards the in-process caches: secrets and cancel flags
+_cache_lock = threading.Lock()  # guards the in-process caches: secrets and cancel flags
 
 
 def _secret(deps: Deps, name: str | None) -> str | None:
     if not name:
         return None
     now = time.monotonic()
-    with _secret_lock:
+    with _cache_lock:
         hit = _secret_cache.get(name)
         if hit and now - hit[0] < _SECRET_TTL_S:
             return hit[1]
     value = deps.secrets.get(name)
-    with _secret_lock:
+    with _cache_lock:
         _secret_cache[name] = (now, value)
     return value
 
 
 def _forget_secret(name: str | None) -> None:
     if name:
-        with _secret_lock:
+        with _cache_lock:
             _secret_cache.pop(name, None)
 
 
@@ -57,12 +57,12 @@ _cancel_seen: dict[str, tuple[float, bool]] = {}
 
 def _cancelled(deps: Deps, job_id: str) -> bool:
     now = time.monotonic()
-    with _secret_lock:
+    with _cache_lock:
         hit = _cancel_seen.get(job_id)
         if hit and (hit[1] or now - hit[0] < _CANCEL_TTL_S):  # a cancel never expires
             return hit[1]
     value = deps.jobs.cancel_requested(job_id)
-    with _secret_lock:
+    with _cache_lock:
         _cancel_seen[job_id] = (now, value)
     return value
 
@@ -131,6 +131,7 @@ def type_progress(
     checkpoint: TypeCheckpoint, destination: Destination, state: str, **extra: Any
 ) -> dict[str, Any]:
     """The per-type part of the job record: counts of what is committed, and the files."""
+    committed = [f for f in checkpoint.files if f.committed_resources]
     files = [
         {
             "type": f.type,
@@ -140,10 +141,8 @@ def type_progress(
             "count": f.committed_resources,
             "committed_bytes": f.committed_bytes,
         }
-        for f in checkpoint.files
-        if f.committed_resources
+        for f in committed
     ]
-    committed = [f for f in checkpoint.files if f.committed_resources]
     progress: dict[str, Any] = {
         "state": state,
         "resources": sum(f.committed_resources for f in committed),
@@ -200,7 +199,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
         if name:
             deps.secrets.delete(name)
             _forget_secret(name)
-    with _secret_lock:
+    with _cache_lock:
         _cancel_seen.pop(task.job_id, None)
     deps.jobs.update_record(task.job_id, state=task.state, outcome=dict(task.outcome), finished=utc_now())
     log.info("job %s finished: %s", task.job_id, task.state)

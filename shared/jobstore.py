@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.destinations.blob import container_client, storage_errors
@@ -78,7 +78,9 @@ class JobStore:
             if not self._c.exists():
                 try:
                     self._c.create_container()
-                except Exception:  # noqa: BLE001 - created concurrently by another writer
+                except ResourceExistsError:
+                    # Created concurrently by another writer (fine), or still being deleted
+                    # (409 ContainerBeingDeleted: re-raised, transient through storage_errors).
                     if not self._c.exists():
                         raise
         self._ready = True

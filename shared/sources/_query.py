@@ -8,7 +8,6 @@ fails fast as a `ValidationError` naming the field instead of as a 400 from the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,20 +15,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from shared._strict import RESOURCE_TYPE
 from shared.errors import ValidationError
 
 __all__ = ["FhirQuery", "parse_type_filters", "validate_resource_type"]
 
-# FHIR resource type names are PascalCase letters; anything else would also let a caller walk the
-# URL path (`../`), so it is rejected before it reaches a URL.
-_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 # Parameters the source owns: a filter setting them would silently change paging.
 _RESERVED_FILTER_PARAMS = frozenset({"_count", "_type", "_sort", "_include", "_revinclude", "_elements"})
 MAX_PAGE_SIZE = 10_000
 
 
 def validate_resource_type(value: str, field_name: str = "types") -> str:
-    if not _RESOURCE_TYPE.match(value):
+    if not RESOURCE_TYPE.match(value):
         raise ValidationError(field_name, f"{value!r} is not a FHIR resource type name")
     return value
 
