@@ -42,7 +42,9 @@ class JobState(StrEnum):
 TRANSITIONS: Final[dict[JobState, frozenset[JobState]]] = {
     # Failing straight from queued covers a job whose secrets or destination check fail for good
     # before any page ran.
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),
+    # Queued -> retrying: preparation (secrets, connection checks) failed transiently (seed 002
+    # step 1: "below threshold, mark the job Retriable").
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset({JobState.RETRYING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
     # A retrying job must run again before it can succeed: success is only observed while running.
     JobState.RETRYING: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),

@@ -24,6 +24,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.destinations.blob import container_client, storage_errors
+from shared.jobs import JobState, require_transition
 
 CONTAINER = "export-jobs"
 _JSON = ContentSettings(content_type="application/json")
@@ -110,6 +111,9 @@ class JobStore:
         record = self.get_record(job_id)
         if record is None:
             raise KeyError(job_id)
+        if "state" in changes and changes["state"] != record["state"]:
+            # Re-writing the same state is allowed: activities run at least once.
+            require_transition(JobState(record["state"]), JobState(changes["state"]))
         record.update(changes)
         record["updated"] = utc_now()
         self.put_record(record)

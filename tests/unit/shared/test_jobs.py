@@ -27,7 +27,7 @@ Q, R, RT, S, F, C = (
     JobState.CANCELLED,
 )
 ALLOWED = {
-    (Q, R), (Q, F), (Q, C),
+    (Q, R), (Q, RT), (Q, F), (Q, C),
     (R, RT), (R, S), (R, F), (R, C),
     (RT, R), (RT, F), (RT, C),
 }  # fmt: skip
