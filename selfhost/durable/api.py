@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +14,7 @@ from aiohttp import web
 from selfhost.durable import entities as ent
 from selfhost.durable import history as h
 from selfhost.durable.engine import Engine, InstanceExists, UnknownEntity, UnknownOrchestrator
-from selfhost.durable.episode import rewind_blocker
+from selfhost.durable.episode import rewind_blocker, unknown_function
 from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import TERMINAL_STATUSES, Instance, InstanceQuery
 
@@ -167,13 +166,12 @@ class ManagementApi:
         inst = self.store.get_instance(instance_id)
         if inst is None:
             return web.Response(status=404)  # empty body: the SDK then returns a falsy status
+        show_input = _flag(request, "showInput", True)
         events = None
         if _flag(request, "showHistory", False):
             raw = [json.loads(e) for e in self.store.get_history(instance_id)]
-            events = public_history(
-                raw, _flag(request, "showHistoryOutput", False), _flag(request, "showInput", True)
-            )
-        payload = self.status_payload(inst, show_input=_flag(request, "showInput", True), history=events)
+            events = public_history(raw, _flag(request, "showHistoryOutput", False), show_input)
+        payload = self.status_payload(inst, show_input=show_input, history=events)
         if inst.status in RUNNING_LIKE:
             location = self.management_urls(_public_base(request), instance_id, _code(request))[
                 "statusQueryGetUri"
@@ -260,13 +258,8 @@ class ManagementApi:
         try:
             self.engine.signal_entity(name, key, op, input_text)
         except UnknownEntity:
-            known = ", ".join(f"'{n}'" for n in sorted(self.engine.entities))
             return web.json_response(
-                {
-                    "Message": f"The function '{name}' doesn't exist, is disabled, or is not an entity function. "
-                    f"Additional info: The following are the known entity functions: {known}."
-                },
-                status=400,
+                {"Message": unknown_function("entity", name, self.engine.entities)}, status=400
             )
         return web.Response(status=202)
 
@@ -315,7 +308,7 @@ def _code(request: web.Request) -> str | None:
 
 _FOLDED = {EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated}
 _HIDDEN = {EventType.OrchestratorStarted, EventType.OrchestratorCompleted}
-_ID_KEYS = re.compile(r"^(EventId|IsPlayed|TaskScheduledId|TimerId)$")
+_ID_KEYS = frozenset({"EventId", "IsPlayed", "TaskScheduledId", "TimerId"})
 
 
 def public_history(events: list[dict[str, Any]], show_output: bool, show_input: bool) -> list[dict[str, Any]]:
@@ -329,7 +322,7 @@ def public_history(events: list[dict[str, Any]], show_output: bool, show_input: 
         if kind in _FOLDED:
             scheduled[ev["EventId"]] = ev
             continue
-        item = {k: v for k, v in ev.items() if not _ID_KEYS.match(k)}
+        item = {k: v for k, v in ev.items() if k not in _ID_KEYS}
         item["EventType"] = kind.name
         if kind == EventType.ExecutionStarted:
             item["FunctionName"] = item.pop("Name", None)

@@ -1,4 +1,5 @@
-"""The durable engine's runners: orchestrator episodes, activities, timers, client operations.
+"""The durable engine's runners: orchestrator episodes, entity batches, activities, timers,
+client operations.
 
 Everything runs on the host's event loop; store calls are short synchronous transactions, and
 orchestrator replays (CPU-bound SDK code) run in a small thread pool. One instance is never in
@@ -35,6 +36,7 @@ from selfhost.durable.episode import (
     plan_episode,
     plan_renotify,
     plan_rewind,
+    unknown_function,
 )
 from selfhost.durable.history import EventType
 from selfhost.durable.http_activity import run_http_activity
@@ -81,7 +83,6 @@ class Engine:
         max_orchestrations: int,
     ) -> None:
         self.store = store
-        self.functions = dict(functions)
         self.orchestrators = {n: f for n, f in functions.items() if f.trigger_type == "orchestrationTrigger"}
         self.activities = {n: f for n, f in functions.items() if f.trigger_type == "activityTrigger"}
         # durable_index keys entities "@name" (lowercase), apart from the other durable names.
@@ -152,22 +153,19 @@ class Engine:
     async def _dispatch_loop(self) -> None:
         while self._running:
             self._wake.clear()
-            now = self.clock.now()
-            free = self._orch_limit - len(self._inflight)
-            started = 0
-            if free > 0:
-                for iid in self.store.ready_instances(now, free + len(self._inflight)):
-                    if iid in self._inflight or len(self._inflight) >= self._orch_limit:
-                        continue
-                    self._inflight.add(iid)
-                    self._spawn(self._episode(iid))
-                    started += 1
-            if started:
-                await asyncio.sleep(0)  # let them start; then look for more
-                continue
-            # Nothing startable: wait for a wake-up (new work, an episode ending) or the next timer.
-            # Messages already due belong to instances in an episode, whose end wakes us; the
-            # short cap only bounds the delay of a timer that falls due meanwhile.
+            if len(self._inflight) < self._orch_limit:
+                # The first `limit` ready ids hold at most len(_inflight) instances already in an
+                # episode, so this fills every free slot or starts every ready instance: asking
+                # again before a wake-up would find nothing new.
+                for iid in self.store.ready_instances(self.clock.now(), self._orch_limit):
+                    if len(self._inflight) >= self._orch_limit:
+                        break
+                    if iid not in self._inflight:
+                        self._inflight.add(iid)
+                        self._spawn(self._episode(iid))
+            # Wait for a wake-up (new work, an episode ending) or the next timer. Messages already
+            # due belong to instances in an episode, whose end wakes us; the short cap only
+            # bounds the delay of a timer that falls due meanwhile.
             timeout = 5.0
             nxt = self.store.next_visible_at()
             if nxt is not None:
@@ -211,7 +209,9 @@ class Engine:
             log.info("Orchestration %s (%s) %s", iid, inst.name, prepared.inst.status)
         return self.store.commit_episode(commit)
 
-    def _prepare(self, inst: Instance, messages: list[Message], now: Any) -> _Prepared | EpisodeCommit | None:
+    def _prepare(
+        self, inst: Instance, messages: list[Message], now: datetime.datetime
+    ) -> _Prepared | EpisodeCommit | None:
         """Choose what this episode delivers; control requests and stale messages are handled here."""
         dropped: list[int] = []
         terminal = inst.status in TERMINAL_STATUSES
@@ -222,7 +222,7 @@ class Engine:
             messages.sort(
                 key=lambda m: (0 if m.execution_id == inst.execution_id and m.kind == "event" else 1, m.id)
             )
-        batch: list[Message] = []
+        batch: list[tuple[Message, dict[str, Any]]] = []
         for m in messages:
             if m.kind != "event":
                 if batch:
@@ -245,16 +245,16 @@ class Engine:
             event = json.loads(m.body)
             if is_retry_event(event, bk):
                 if not batch:
-                    batch.append(m)
+                    batch.append((m, event))
                 break
-            batch.append(m)
+            batch.append((m, event))
             if len(batch) >= MAX_BATCH:
                 break
         if not batch:
             if dropped:
                 return EpisodeCommit(instance=inst, consumed=dropped)
             return None
-        delivered = [h.restamp(json.loads(m.body), now) for m in batch]
+        delivered = [h.restamp(event, now) for _, event in batch]
         events = [e for e in history if _replayed(e)]
         events += [json.dumps(h.orchestrator_started(now))] + [json.dumps(e) for e in delivered]
         context = (
@@ -263,10 +263,10 @@ class Engine:
             + ',"parentInstanceId":' + json.dumps(inst.parent_instance_id)
             + ',"upperSchemaVersion":1,"upperSchemaVersionNew":2}'
         )  # fmt: skip
-        return _Prepared(inst, bk, delivered, dropped + [m.id for m in batch], context)
+        return _Prepared(inst, bk, delivered, dropped + [m.id for m, _ in batch], context)
 
     def _rewind(
-        self, inst: Instance, history: list[str], m: Message, dropped: list[int], now: Any
+        self, inst: Instance, history: list[str], m: Message, dropped: list[int], now: datetime.datetime
     ) -> EpisodeCommit:
         consumed = [*dropped, m.id]
         reason = json.loads(m.body).get("reason")
@@ -322,7 +322,7 @@ class Engine:
 
     # -- entities ----------------------------------------------------------------------------
 
-    def _run_entity_batch(self, iid: str, messages: list[Message], now: Any) -> list[WorkItem]:
+    def _run_entity_batch(self, iid: str, messages: list[Message], now: datetime.datetime) -> list[WorkItem]:
         """Worker thread: run the entity's pending operations as one batch and commit atomically
         (new state, consumed requests, responses, signals). One batch per entity at a time."""
         inst = self.store.get_instance(iid) or ent.new_entity_instance(iid, now, uuid.uuid4().hex)
@@ -339,11 +339,7 @@ class Engine:
     def _call_entity(self, inst: Instance, batch: list[ent.Request]) -> ent.BatchReply:
         fn = self.entities.get(inst.name)
         if fn is None:
-            known = ", ".join(f"'{n}'" for n in sorted(self.entities))
-            return ent.BatchReply.failed(
-                f"The function '{inst.name}' doesn't exist, is disabled, or is not an entity function. "
-                f"Additional info: The following are the known entity functions: {known}."
-            )
+            return ent.BatchReply.failed(unknown_function("entity", inst.name, self.entities))
         started = time.perf_counter()
         try:
             text = fn.user_function(
@@ -442,15 +438,20 @@ class Engine:
         self.store.add_message(Message(instance_id, kind, json.dumps({"reason": reason}), now))
         self.wake()
 
-    def known_event_types(self) -> frozenset[int]:
-        return frozenset(int(e) for e in EventType)
-
 
 # Events the SDK's replay ignores (TaskScheduled, SubOrchestrationInstanceCreated, TimerCreated,
 # OrchestratorCompleted: see TaskOrchestrationExecutor.process_event). They stay in the stored
 # history (status, showHistory) but are not sent: replay cost is dominated by per-event parsing,
 # and these are half of a typical history. Only `context.histories` (undocumented) sees fewer.
-_NOT_REPLAYED = frozenset({4, 7, 10, 13})
+_NOT_REPLAYED = frozenset(
+    int(e)
+    for e in (
+        EventType.TaskScheduled,
+        EventType.SubOrchestrationInstanceCreated,
+        EventType.TimerCreated,
+        EventType.OrchestratorCompleted,
+    )
+)
 _EVENT_TYPE = re.compile(r'\{"EventType":\s*(\d+)')
 
 

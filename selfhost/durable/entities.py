@@ -268,6 +268,9 @@ def plan_entity_batch(
         status = EntityStatus(reply.exists, reply.state if reply.exists else None)
     commit = EpisodeCommit(instance=inst)
     for n, request in enumerate(batch):
+        parent = request.body.get("parent")
+        if request.is_signal or not parent or not request.body.get("id"):
+            continue  # nobody waits for the result
         if reply.error is not None:
             outcome = OperationOutcome(json.dumps(reply.error), True)
         elif n < len(reply.results):
@@ -276,9 +279,6 @@ def plan_entity_batch(
             outcome = OperationOutcome(
                 json.dumps("The entity function returned no result for this operation."), True
             )
-        parent = request.body.get("parent")
-        if request.is_signal or not parent or not request.body.get("id"):
-            continue
         event = h.event_raised(now, str(request.body["id"]), response_input(outcome))
         commit.new_messages.append(
             Message(

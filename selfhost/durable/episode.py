@@ -203,7 +203,7 @@ class _Planner:
         if parsed is None:
             return f"'{target}' is not a valid entity id (expected '@name@key')."
         if parsed[0] not in self.catalog.entities:
-            return _unknown("entity", parsed[0], self.catalog.entities)
+            return unknown_function("entity", parsed[0], self.catalog.entities)
         task_id = self.bk.take_id()
         request = ent.request_message(
             request_id=ent.call_request_id(self.inst.instance_id, self.inst.execution_id, task_id),
@@ -265,7 +265,7 @@ class _Planner:
             if kind in (ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY):
                 name = action["functionName"]
                 if name not in self.catalog.activities:
-                    return _unknown("activity", name, self.catalog.activities)
+                    return unknown_function("activity", name, self.catalog.activities)
                 task_id = self.bk.take_id()
                 self._activity(task_id, name, action.get("input"))
                 if kind == ActionType.CALL_ACTIVITY_WITH_RETRY:
@@ -273,7 +273,7 @@ class _Planner:
             elif kind in (ActionType.CALL_SUB_ORCHESTRATOR, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY):
                 name = action["functionName"]
                 if name not in self.catalog.orchestrators:
-                    return _unknown("orchestrator", name, self.catalog.orchestrators)
+                    return unknown_function("orchestrator", name, self.catalog.orchestrators)
                 task_id = self.bk.take_id()
                 # DTFx names a generated child "{parentExecutionId}:{taskId}": unique per execution.
                 child_id = action.get("instanceId") or f"{self.inst.execution_id}:{task_id}"
@@ -309,6 +309,11 @@ class _Planner:
                 del self.bk.timer_actions[index]
 
     # -- endings -----------------------------------------------------------------------------
+
+    def committed(self) -> EpisodeCommit:
+        """The commit, with this episode's events as its history_append."""
+        self.commit.history_append = [json.dumps(e, separators=(",", ":")) for e in self.events]
+        return self.commit
 
     def notify_parent(
         self, ok: bool, result: str | None, reason: str = "", details: str | None = None
@@ -355,7 +360,8 @@ def _retry_record(kind: str, action: dict[str, Any], child_id: str | None) -> di
     }
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+def unknown_function(kind: str, name: str, known: Iterable[str]) -> str:
+    """The extension's failure text for a call to a function that does not exist."""
     names = ", ".join(f"'{n}'" for n in sorted(known))
     info = (
         f"The following are the known {kind} functions: {names}."
@@ -419,8 +425,7 @@ def plan_episode(
             p.notify_parent(True, output)
     p.events.append(h.orchestrator_completed(now))
     inst.state = bk.dumps()
-    p.commit.history_append = [json.dumps(e, separators=(",", ":")) for e in p.events]
-    return p.commit
+    return p.committed()
 
 
 def _continue_as_new(p: _Planner, input_text: str | None, execution_id: str) -> EpisodeCommit:
@@ -467,8 +472,7 @@ def plan_control(inst: Instance, kind: str, reason: str | None, now: dt.datetime
         inst.status = "Running"
     else:
         return None
-    p.commit.history_append = [json.dumps(e, separators=(",", ":")) for e in p.events]
-    return p.commit
+    return p.committed()
 
 
 # -- rewind ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and a fast store for unit tests. Thread-safe with one lock; nothing survives the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import itertools
 import threading
@@ -75,16 +76,12 @@ class MemoryStore:
 
     def _add(self, message: Message) -> int:
         mid = next(self._message_ids)
-        self._messages[mid] = Message(
-            instance_id=message.instance_id,
-            kind=message.kind,
-            body=message.body,
-            visible_at=message.visible_at,
-            execution_id=message.execution_id,
-            timer_id=message.timer_id,
-            id=mid,
-        )
+        self._messages[mid] = dataclasses.replace(message, id=mid)
         return mid
+
+    def _waits_for_resume(self, m: Message) -> bool:
+        inst = self._instances.get(m.instance_id)
+        return inst is not None and inst.status == "Suspended" and m.kind == "event"
 
     def add_message(self, message: Message) -> int:
         with self._lock:
@@ -95,10 +92,7 @@ class MemoryStore:
             first: dict[str, int] = {}
             for mid in sorted(self._messages):
                 m = self._messages[mid]
-                if m.visible_at > now or m.instance_id in first:
-                    continue
-                inst = self._instances.get(m.instance_id)
-                if inst is not None and inst.status == "Suspended" and m.kind == "event":
+                if m.visible_at > now or m.instance_id in first or self._waits_for_resume(m):
                     continue
                 first[m.instance_id] = mid
             return sorted(first, key=lambda i: first[i])[:limit]
@@ -113,7 +107,9 @@ class MemoryStore:
 
     def next_visible_at(self) -> dt.datetime | None:
         with self._lock:
-            return min((m.visible_at for m in self._messages.values()), default=None)
+            return min(
+                (m.visible_at for m in self._messages.values() if not self._waits_for_resume(m)), default=None
+            )
 
     def commit_episode(self, commit: EpisodeCommit) -> list[WorkItem]:
         with self._lock:
@@ -145,7 +141,7 @@ class MemoryStore:
             created = []
             for w in commit.new_work:
                 wid = next(self._work_ids)
-                item = WorkItem(w.instance_id, w.execution_id, w.task_id, w.name, w.input, w.kind, wid)
+                item = dataclasses.replace(w, id=wid)
                 self._work[wid] = item
                 created.append(item)
             return created

@@ -7,6 +7,7 @@ in WAL mode survives a killed process (the crash this runtime promises to surviv
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sqlite3
@@ -54,6 +55,11 @@ _INSTANCE_COLUMNS = (
     "instance_id, name, execution_id, status, input, output, custom_status, created, updated, "
     "parent_instance_id, parent_execution_id, parent_task_id, state"
 )
+
+
+_PUT_INSTANCE = f"INSERT OR REPLACE INTO instances({_INSTANCE_COLUMNS}) VALUES ({','.join('?' * 13)})"
+# Messages `ready_instances` may report: events of a suspended instance wait for resume.
+_NOT_WAITING = "NOT (COALESCE(i.status, '') = 'Suspended' AND m.kind = 'event')"
 
 
 def _ts(t: dt.datetime) -> str:
@@ -142,12 +148,10 @@ class SqliteStore:
                 return False
             if row is not None:
                 self._purge_in(db, instance.instance_id)
-            # A new instance starts with an empty history even if stray rows exist (as MemoryStore).
-            db.execute("DELETE FROM history WHERE instance_id=?", (instance.instance_id,))
-            db.execute(
-                f"INSERT INTO instances({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                _instance_row(instance),
-            )
+            else:
+                # A new instance starts with an empty history even if stray rows exist (as MemoryStore).
+                db.execute("DELETE FROM history WHERE instance_id=?", (instance.instance_id,))
+            db.execute(_PUT_INSTANCE, _instance_row(instance))
             self._insert_message(db, start)
             return True
 
@@ -156,6 +160,8 @@ class SqliteStore:
         return _to_instance(rows[0]) if rows else None
 
     def query_instances(self, query: InstanceQuery) -> tuple[list[Instance], str | None]:
+        if query.top is not None and query.top < 1:
+            return [], None
         where: list[str] = []
         args: list[object] = []
         if query.created_from:
@@ -179,8 +185,6 @@ class SqliteStore:
         sql += " ORDER BY instance_id"
         if query.top is not None:
             sql += f" LIMIT {int(query.top) + 1}"
-        if query.top is not None and query.top < 1:
-            return [], None
         found = [_to_instance(r) for r in self._read(sql, args)]
         if query.top is not None and len(found) > query.top:
             page = found[: query.top]
@@ -201,7 +205,7 @@ class SqliteStore:
         rows = self._read(
             "SELECT m.instance_id, MIN(m.id) AS first FROM messages m "
             "LEFT JOIN instances i ON i.instance_id = m.instance_id "
-            "WHERE m.visible_at <= ? AND NOT (COALESCE(i.status, '') = 'Suspended' AND m.kind = 'event') "
+            f"WHERE m.visible_at <= ? AND {_NOT_WAITING} "
             "GROUP BY m.instance_id ORDER BY first LIMIT ?",
             (_ts(now), limit),
         )
@@ -216,8 +220,11 @@ class SqliteStore:
         return [_to_message(r) for r in rows]
 
     def next_visible_at(self) -> dt.datetime | None:
-        rows = self._read("SELECT MIN(visible_at) FROM messages")
-        return _from_ts(rows[0][0]) if rows and rows[0][0] else None
+        rows = self._read(
+            "SELECT m.visible_at FROM messages m LEFT JOIN instances i ON i.instance_id = m.instance_id "
+            f"WHERE {_NOT_WAITING} ORDER BY m.visible_at LIMIT 1"
+        )
+        return _from_ts(rows[0][0]) if rows else None
 
     # --- episodes and work -----------------------------------------------------------------
 
@@ -225,10 +232,7 @@ class SqliteStore:
         inst = commit.instance
         iid = inst.instance_id
         with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO instances({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                _instance_row(inst),
-            )
+            db.execute(_PUT_INSTANCE, _instance_row(inst))
             if commit.history_reset:
                 db.execute("DELETE FROM history WHERE instance_id=?", (iid,))
                 start = 0
@@ -249,10 +253,7 @@ class SqliteStore:
                 )
             for child in commit.new_instances:
                 self._purge_in(db, child.instance_id)
-                db.execute(
-                    f"INSERT INTO instances({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    _instance_row(child),
-                )
+                db.execute(_PUT_INSTANCE, _instance_row(child))
             for m in commit.new_messages:
                 self._insert_message(db, m)
             created = []
@@ -261,17 +262,7 @@ class SqliteStore:
                     "INSERT INTO work(instance_id, execution_id, task_id, name, input, kind) VALUES (?,?,?,?,?,?)",
                     (w.instance_id, w.execution_id, w.task_id, w.name, w.input, w.kind),
                 )
-                created.append(
-                    WorkItem(
-                        w.instance_id,
-                        w.execution_id,
-                        w.task_id,
-                        w.name,
-                        w.input,
-                        w.kind,
-                        int(cur.lastrowid or 0),
-                    )
-                )
+                created.append(dataclasses.replace(w, id=int(cur.lastrowid or 0)))
             return created
 
     def complete_work(self, work_id: int, result: Message) -> bool:
@@ -290,10 +281,7 @@ class SqliteStore:
 
     def update_instance(self, instance: Instance) -> None:
         with self._tx() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO instances({_INSTANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                _instance_row(instance),
-            )
+            db.execute(_PUT_INSTANCE, _instance_row(instance))
 
     def replace_history(self, instance_id: str, events: Sequence[str]) -> None:
         with self._tx() as db:

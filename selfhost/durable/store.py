@@ -1,10 +1,11 @@
 """What the durable engine persists, and the Store protocol its two implementations share.
 
 Model (one task hub):
-  * instances  - one row per orchestration instance (status, input/output, bookkeeping `state`);
+  * instances  - one row per orchestration instance (status, input/output, bookkeeping `state`)
+                 and per entity (`@name@key`, its entity state in `state`, no history);
   * history    - the current execution's events, in order (reset by continue-as-new);
   * messages   - the inbox: events waiting for an instance (activity results, timer fires with
-                 a future `visible_at`, raised events, control requests);
+                 a future `visible_at`, raised events, entity requests, control requests);
   * work items - activities (and built-in HTTP calls) scheduled but not yet completed.
 
 Crash safety comes from atomicity: an episode's history, status, consumed messages and the work
@@ -36,13 +37,13 @@ class Instance:
     parent_instance_id: str | None = None
     parent_execution_id: str | None = None
     parent_task_id: int | None = None
-    state: str = "{}"  # engine bookkeeping (JSON): next_id, seen, retry records
+    state: str = "{}"  # JSON: episode.Bookkeeping (orchestrations) or entities.EntityStatus
 
 
 @dataclass(frozen=True)
 class Message:
     instance_id: str
-    kind: str  # "event" | "terminate" | "suspend" | "resume"
+    kind: str  # "event" | "terminate" | "suspend" | "resume" | "rewind"
     body: str  # JSON text: the history event, or {"reason": ...} for control kinds
     visible_at: dt.datetime
     # None: delivered to whatever execution is current (raised events, control requests);
@@ -110,7 +111,8 @@ class Store(Protocol):
         ...
 
     def next_visible_at(self) -> dt.datetime | None:
-        """The earliest visible_at among all messages (for the timer wake-up)."""
+        """The earliest visible_at among messages `ready_instances` can report (for the timer
+        wake-up): events of suspended instances wait for resume, not for a time."""
         ...
 
     def commit_episode(self, commit: EpisodeCommit) -> list[WorkItem]:
