@@ -21,7 +21,7 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite, pytest.mark.slow]  # `make run` starts Azurite
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 60.0

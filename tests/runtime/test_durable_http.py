@@ -15,24 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.support.apps import app_root
-from tests.support.durable_client import DurableApp
-from tests.support.runtime import RuntimeProcess
+from tests.support.durable_client import DurableApp, running_durable_app
 
 pytestmark = pytest.mark.runtime
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DurableApp]:
-    tmp = tmp_path_factory.mktemp("durable-http")
-    rt = RuntimeProcess(app_root("durable_app"), tmp / "state", env={"SELFHOST_HTTP_POLL_SECONDS": "0.2"})
-    rt.start()
-    client = DurableApp(rt)
-    try:
+    state = tmp_path_factory.mktemp("durable-http") / "state"
+    with running_durable_app(state, env={"SELFHOST_HTTP_POLL_SECONDS": "0.2"}) as client:
         yield client
-    finally:
-        client.http.close()
-        rt.stop()
 
 
 def test_chaining_and_status_codes(app: DurableApp) -> None:

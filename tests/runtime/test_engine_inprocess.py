@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
+import time
 
 import pytest
 
-from selfhost.durable.memory_store import MemoryStore
-from selfhost.durable.sqlite_store import SqliteStore
-from tests.support.apps import load_app_module
 from tests.support.durable_harness import EngineHarness
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.runtime
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineHarness]:
-    app = load_app_module("durable_app").app
-    store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "hub.sqlite3")
-    with EngineHarness(app, store) as h:
-        yield h
 
 
 def test_chaining(harness: EngineHarness) -> None:
@@ -98,9 +87,7 @@ def test_terminate_suspend_resume(harness: EngineHarness) -> None:
     harness.engine.control(iid, "suspend", "pause")
     harness.wait(iid, statuses=frozenset({"Suspended"}))
     harness.engine.raise_event(iid, "Go", "null")
-    import time
-
-    time.sleep(0.3)
+    time.sleep(0.3)  # a negative check: the event must not move a suspended instance on
     assert harness.store.get_instance(iid).status == "Suspended"  # type: ignore[union-attr]
     harness.engine.control(iid, "resume", "go")
     assert harness.output(iid) == "done"
@@ -113,16 +100,12 @@ def test_terminate_suspend_resume(harness: EngineHarness) -> None:
 
 def test_custom_status(harness: EngineHarness) -> None:
     iid = harness.start("status_steps")
-    import time
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def at_step_2() -> bool:
         inst = harness.store.get_instance(iid)
-        if inst and inst.custom_status and json.loads(inst.custom_status) == {"step": 2}:
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError("custom status never reached step 2")
+        return bool(inst and inst.custom_status and json.loads(inst.custom_status) == {"step": 2})
+
+    wait_until(at_step_2, timeout=10, interval=0.02, message="custom status never reached step 2")
     harness.engine.raise_event(iid, "Go", "null")
     harness.output(iid)
     assert json.loads(harness.store.get_instance(iid).custom_status) == {"step": 3}  # type: ignore[union-attr]

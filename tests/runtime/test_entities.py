@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from selfhost.durable.memory_store import MemoryStore
 from selfhost.durable.sqlite_store import SqliteStore
 from tests.support.apps import app_root, load_app_module
-from tests.support.durable_client import DurableApp
+from tests.support.durable_client import DurableApp, running_durable_app
 from tests.support.durable_harness import EngineHarness
 from tests.support.runtime import RuntimeProcess
 from tests.support.waiting import wait_until
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.runtime
 # --------------------------------------------------------------------------------------------
 # in-process (real SDK, no HTTP)
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineHarness]:
-    app = load_app_module("durable_app").app
-    store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "hub.sqlite3")
-    with EngineHarness(app, store) as h:
-        yield h
 
 
 def signal(h: EngineHarness, key: str, op: str, value: Any = None) -> None:
@@ -105,15 +96,8 @@ def test_entity_state_survives_a_store_reopen(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DurableApp]:
-    tmp = tmp_path_factory.mktemp("durable-entities")
-    rt = RuntimeProcess(app_root("durable_app"), tmp / "state")
-    rt.start()
-    client = DurableApp(rt)
-    try:
+    with running_durable_app(tmp_path_factory.mktemp("durable-entities") / "state") as client:
         yield client
-    finally:
-        client.http.close()
-        rt.stop()
 
 
 def sdk_signal(

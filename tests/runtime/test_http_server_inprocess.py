@@ -7,32 +7,20 @@ fakes, so the server's own wiring is checked without a durable app.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 from aiohttp import web
 
-from selfhost.functions import FunctionInfo, InvocationResult
+from selfhost.functions import FunctionInfo
 from selfhost.http.server import HttpServer
 from selfhost.keys import HostKeys
+from tests.support.trigger_fakes import FakeInvoker
 
 pytestmark = pytest.mark.runtime
 
 KEYS = HostKeys(master="M", function_keys={"default": "F"}, system_keys={"durabletask_extension": "S"})
-
-
-class NoInvoker:
-    async def invoke(
-        self,
-        fn: FunctionInfo,
-        trigger_kwargs: dict[str, Any],
-        *,
-        binding_data: Mapping[str, Any] | None = None,
-        positional: tuple[Any, ...] = (),
-    ) -> InvocationResult:
-        raise AssertionError("no user function should run here")
 
 
 class FakeDurable:
@@ -50,11 +38,13 @@ def serve(
     scenario: Callable[[httpx.AsyncClient], Awaitable[None]],
     admin_invoke: Callable[[FunctionInfo, str | None], Awaitable[None]] | None = None,
 ) -> None:
+    invoker = FakeInvoker()  # no user function may run here: webhooks and admin are faked
+
     async def main() -> None:
         server = HttpServer(
             functions=[TICK],
             keys=KEYS,
-            invoker=NoInvoker(),
+            invoker=invoker,
             port=0,
             durable=FakeDurable(),
             admin_invoke=admin_invoke,
@@ -67,6 +57,7 @@ def serve(
             await server.stop()
 
     asyncio.run(main())
+    assert invoker.calls == [], "no user function should run here"
 
 
 def test_webhook_delegates_with_the_subpath_after_auth() -> None:

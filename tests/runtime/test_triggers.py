@@ -18,13 +18,15 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from selfhost.config import HostConfig
 from selfhost.triggers.outputs import make_output_handlers
 from selfhost.triggers.queue import QueueListener
-from tests.support.azurite import Azurite
 from tests.support.trigger_fakes import (
     FakeClock,
     FakeInvoker,
     eventually,
+    eventually_async,
     function_info,
     host_config,
+    listening,
+    queue_exists,
     run_async,
 )
 
@@ -37,11 +39,6 @@ def unique(prefix: str) -> str:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-@pytest.fixture
-def env(azurite: Azurite) -> dict[str, str]:
-    return {"AzureWebJobsStorage": azurite.connection_string}
 
 
 def queue_fn(queue_name: str) -> Any:
@@ -58,30 +55,13 @@ async def queues(env: dict[str, str]) -> AsyncIterator[QueueServiceClient]:
 
 
 async def texts(queue: QueueClient) -> list[str]:
-    if not await exists(queue):
+    if not await queue_exists(queue):
         return []
     return [str(m.content) for m in await queue.peek_messages(max_messages=32)]
 
 
-async def exists(queue: QueueClient) -> bool:
-    try:
-        await queue.get_queue_properties()
-    except Exception:  # noqa: BLE001 - any failure means "not there (yet)" for this probe
-        return False
-    return True
-
-
 async def message_count(queue: QueueClient) -> int:
     return int((await queue.get_queue_properties()).approximate_message_count or 0)
-
-
-@asynccontextmanager
-async def listening(listener: QueueListener) -> AsyncIterator[QueueListener]:
-    await listener.start()
-    try:
-        yield listener
-    finally:
-        await listener.stop()
 
 
 def fast(tmp_path: Path, **queues: Any) -> HostConfig:
@@ -114,11 +94,10 @@ def test_message_is_processed_and_deleted(tmp_path: Path, env: dict[str, str]) -
 
 
 async def eventually_empty(queue: QueueClient) -> None:
-    for _ in range(200):
-        if await message_count(queue) == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("message was not deleted")
+    async def empty() -> bool:
+        return await message_count(queue) == 0
+
+    await eventually_async(empty, message="message was not deleted")
 
 
 def test_failing_message_goes_to_poison_after_max_dequeue_count(tmp_path: Path, env: dict[str, str]) -> None:
@@ -133,8 +112,7 @@ def test_failing_message_goes_to_poison_after_max_dequeue_count(tmp_path: Path, 
             config = fast(tmp_path, max_dequeue_count=3)
             async with listening(QueueListener(queue_fn(name), invoker, config, FakeClock(), environ=env)):
                 poison = service.get_queue_client(name + "-poison")
-                while not await texts(poison):
-                    await asyncio.sleep(0.05)
+                await eventually_async(lambda: texts(poison), message="nothing in the poison queue")
                 assert await texts(poison) == [b64("boom")]  # copied as received
                 await eventually_empty(queue)
                 await asyncio.sleep(0.3)
@@ -156,8 +134,8 @@ def test_invalid_base64_goes_to_poison_without_invocation(tmp_path: Path, env: d
                 QueueListener(queue_fn(name), invoker, fast(tmp_path), FakeClock(), environ=env)
             ):
                 poison = service.get_queue_client(name + "-poison")
-                while await texts(poison) != ["this is not base64!"]:
-                    await asyncio.sleep(0.05)
+                await eventually_async(lambda: texts(poison), message="nothing in the poison queue")
+                assert await texts(poison) == ["this is not base64!"]  # copied as received
                 await eventually_empty(queue)
 
     run_async(main())
@@ -304,8 +282,8 @@ def test_message_over_max_dequeue_count_is_poisoned_without_invocation(
             config = fast(tmp_path, max_dequeue_count=2)
             async with listening(QueueListener(queue_fn(name), invoker, config, FakeClock(), environ=env)):
                 poison = service.get_queue_client(name + "-poison")
-                while not await texts(poison):
-                    await asyncio.sleep(0.05)
+                await eventually_async(lambda: texts(poison), message="nothing in the poison queue")
+                assert await texts(poison) == [b64("left by a crash")]  # copied as received
                 await eventually_empty(queue)
 
     run_async(main())

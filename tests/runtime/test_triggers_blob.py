@@ -18,22 +18,19 @@ from azure.storage.queue.aio import QueueServiceClient
 from selfhost.config import HostConfig
 from selfhost.triggers.blob import POISON_QUEUE, BlobListener
 from selfhost.triggers.receipts import HOSTS_CONTAINER, receipt_blob_name
-from tests.support.azurite import Azurite
 from tests.support.trigger_fakes import (
     FakeClock,
     FakeInvoker,
     eventually,
+    eventually_async,
     function_info,
     host_config,
+    listening,
+    queue_exists,
     run_async,
 )
 
 pytestmark = pytest.mark.azurite
-
-
-@pytest.fixture
-def env(azurite: Azurite) -> dict[str, str]:
-    return {"AzureWebJobsStorage": azurite.connection_string}
 
 
 @pytest.fixture
@@ -58,15 +55,6 @@ async def storage(env: dict[str, str], name: str) -> AsyncIterator[ContainerClie
         if not await client.exists():
             await client.create_container()
         yield client
-
-
-@asynccontextmanager
-async def listening(listener: BlobListener) -> AsyncIterator[BlobListener]:
-    await listener.start()
-    try:
-        yield listener
-    finally:
-        await listener.stop()
 
 
 async def receipt_metadata(
@@ -186,18 +174,17 @@ def test_failures_are_retried_then_poisoned(env: dict[str, str], container: str,
             etag = (await c.get_blob_client("bad.txt").get_blob_properties()).etag
             async with QueueServiceClient.from_connection_string(env["AzureWebJobsStorage"]) as qs:
                 poison = qs.get_queue_client(POISON_QUEUE)
-                for _ in range(200):
-                    records = []
-                    if await _exists(poison):
-                        records = [
-                            json.loads(base64.b64decode(str(m.content)))
-                            for m in await poison.peek_messages(max_messages=32)
-                        ]
-                    records = [r for r in records if r["ContainerName"] == container]
-                    if records:
-                        break
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(1.5)  # no further attempts once poisoned
+
+                async def poisoned() -> list[dict[str, Any]]:
+                    if not await queue_exists(poison):
+                        return []
+                    peeked = await poison.peek_messages(max_messages=32)
+                    records = [json.loads(base64.b64decode(str(m.content))) for m in peeked]
+                    return [r for r in records if r["ContainerName"] == container]
+
+                await eventually_async(poisoned, message="no poison record for the blob")
+                await asyncio.sleep(1.5)  # no further attempts once poisoned: checked below
+                records = await poisoned()  # re-read: still exactly one record
             assert await receipt_metadata(env, config, container, "bad.txt", etag) == {}
             for r in records:
                 r["ETagMatches"] = r.pop("ETag") == etag
@@ -217,14 +204,6 @@ def test_failures_are_retried_then_poisoned(env: dict[str, str], container: str,
     ]
 
 
-async def _exists(queue: Any) -> bool:
-    try:
-        await queue.get_queue_properties()
-    except Exception:  # noqa: BLE001 - any failure means "not there (yet)"
-        return False
-    return True
-
-
 def test_missing_container_is_waited_for(env: dict[str, str], container: str, config: HostConfig) -> None:
     invoker = FakeInvoker()
 
@@ -238,6 +217,7 @@ def test_missing_container_is_waited_for(env: dict[str, str], container: str, co
             await eventually(lambda: invoker.calls, timeout=5)
 
     run_async(main())
+    assert [c.kwargs["blob"].name for c in invoker.calls] == [f"{container}/late.txt"]
 
 
 def test_admin_invoke_runs_once_on_the_named_blob(

@@ -1,4 +1,8 @@
-"""Start and stop Azurite (from the project's node_modules) on free loopback ports."""
+"""Start and stop Azurite (from the project's node_modules) on free loopback ports.
+
+The command line and the connection string are the ones `make run` uses (scripts/devservers.py),
+so the tests run Azurite exactly as the developer does, only on other ports.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,21 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.devservers import (
+    ACCOUNT,
+    ACCOUNT_KEY,
+    ROOT,
+    Options,
+    Ports,
+    azurite_command,
+    azurite_connection_string,
+)
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite"
-ACCOUNT = "devstoreaccount1"
-# The well-known development account key (public, documented by Microsoft).
-ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+__all__ = ["ACCOUNT", "ACCOUNT_KEY", "AZURITE_BIN", "Azurite", "azurite_available", "start_azurite"]
+
+AZURITE_BIN = Options(app_root=ROOT, state_dir=ROOT).node_bin / "azurite"
 
 
 @dataclass
@@ -29,39 +40,19 @@ class Azurite:
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    def ports(self) -> Ports:
+        return Ports(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+
+    @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{self.table_port}/{ACCOUNT};"
-        )
+        return azurite_connection_string(self.ports)
 
     def start(self) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"{AZURITE_BIN} is missing: run `make setup` (npm ci) first")
-        self.location.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(AZURITE_BIN),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(self.blob_port),
-            "--queueHost",
-            "127.0.0.1",
-            "--queuePort",
-            str(self.queue_port),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(self.table_port),
-            "--location",
-            str(self.location),
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            "--silent",
-        ]
+        # Data goes to `location`/azurite, as `make run` keeps it under its state folder.
+        (self.location / "azurite").mkdir(parents=True, exist_ok=True)
+        cmd = azurite_command(Options(app_root=ROOT, state_dir=self.location, ports=self.ports))
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

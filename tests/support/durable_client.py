@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.apps import app_root
 from tests.support.runtime import RuntimeProcess
 from tests.support.waiting import wait_until
 
@@ -53,3 +57,16 @@ class DurableApp:
             return body if body["runtimeStatus"] == status else None
 
         return wait_until(reached, timeout=timeout, interval=0.05, message=f"{started['id']} to be {status}")
+
+
+@contextmanager
+def running_durable_app(state_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[DurableApp]:
+    """The runtime process hosting tests/apps/durable_app, with a client for it; stopped on exit."""
+    rt = RuntimeProcess(app_root("durable_app"), state_dir, env=dict(env or {}))
+    rt.start()
+    client = DurableApp(rt)
+    try:
+        yield client
+    finally:
+        client.http.close()
+        rt.stop()

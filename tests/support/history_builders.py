@@ -12,10 +12,22 @@ import json
 from typing import Any
 
 from selfhost.durable import history as h
+from selfhost.durable.store import Instance
 
 Action = dict[str, Any]
 
 T0 = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def started_event(inst: Instance, now: dt.datetime = T0) -> dict[str, Any]:
+    """The ExecutionStarted event the engine writes first for `inst`."""
+    return h.execution_started(
+        now,
+        name=inst.name,
+        instance_id=inst.instance_id,
+        execution_id=inst.execution_id,
+        input_text=inst.input,
+    )
 
 
 def at(seconds: float) -> dt.datetime:

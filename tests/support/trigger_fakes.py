@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from selfhost.config import HostConfig, QueuesConfig
 from selfhost.functions import FunctionInfo, InvocationResult
 
 T = TypeVar("T")
+L = TypeVar("L", bound="Listener")
+
+
+class Listener(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -141,3 +149,22 @@ async def eventually_async(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout}s: {message}")
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def listening(listener: L) -> AsyncIterator[L]:
+    """A started listener, stopped on exit (even when the test body fails)."""
+    await listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.stop()
+
+
+async def queue_exists(queue: Any) -> bool:
+    """Whether an (async) QueueClient's queue exists yet."""
+    try:
+        await queue.get_queue_properties()
+    except Exception:  # noqa: BLE001 - any failure means "not there (yet)" for this probe
+        return False
+    return True

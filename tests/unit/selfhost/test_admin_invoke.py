@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import azure.functions as func
@@ -11,26 +10,11 @@ import pytest
 
 from selfhost.admin_invoke import make_admin_invoke
 from selfhost.config import ConfigError
-from selfhost.functions import FunctionInfo, InvocationResult
+from selfhost.functions import FunctionInfo
 from selfhost.process import resolve_port
+from tests.support.trigger_fakes import FakeInvoker
 
 pytestmark = pytest.mark.unit
-
-
-class RecordingInvoker:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-
-    async def invoke(
-        self,
-        fn: FunctionInfo,
-        trigger_kwargs: dict[str, Any],
-        *,
-        binding_data: Mapping[str, Any] | None = None,
-        positional: tuple[Any, ...] = (),
-    ) -> InvocationResult:
-        self.calls.append((fn.name, trigger_kwargs, dict(binding_data or {})))
-        return InvocationResult(return_value=None)
 
 
 def fn(name: str, trigger_type: str, arg: str = "arg") -> FunctionInfo:
@@ -39,17 +23,19 @@ def fn(name: str, trigger_type: str, arg: str = "arg") -> FunctionInfo:
 
 
 def test_timer_gets_a_timer_request() -> None:
-    invoker = RecordingInvoker()
+    invoker = FakeInvoker()
     asyncio.run(_await(make_admin_invoke(invoker, {})(fn("tick", "timerTrigger", "timer"), None)))
-    ((name, kwargs, _),) = invoker.calls
+    (call,) = invoker.calls
+    name, kwargs = call.function, call.kwargs
     assert name == "tick"
     assert isinstance(kwargs["timer"], func.TimerRequest) and kwargs["timer"].past_due is False
 
 
 def test_queue_gets_a_message_with_the_input_as_body() -> None:
-    invoker = RecordingInvoker()
+    invoker = FakeInvoker()
     asyncio.run(_await(make_admin_invoke(invoker, {})(fn("work", "queueTrigger", "msg"), "hello")))
-    ((_, kwargs, data),) = invoker.calls
+    (call,) = invoker.calls
+    kwargs, data = call.kwargs, call.binding_data
     msg = kwargs["msg"]
     assert isinstance(msg, func.QueueMessage)
     assert msg.get_body() == b"hello" and msg.dequeue_count == 1
@@ -60,7 +46,7 @@ def test_queue_gets_a_message_with_the_input_as_body() -> None:
     ("trigger", "reason"), [("httpTrigger", "call its URL"), ("activityTrigger", "durable")]
 )
 def test_http_and_durable_functions_are_refused_before_running(trigger: str, reason: str) -> None:
-    invoker = RecordingInvoker()
+    invoker = FakeInvoker()
     with pytest.raises(ValueError, match=reason):
         make_admin_invoke(invoker, {})(fn("f", trigger), "x")
     assert invoker.calls == []
@@ -73,7 +59,7 @@ def test_a_listener_hook_takes_over() -> None:
         async def admin_invoke(self, text: str | None) -> None:
             received.append(text)
 
-    invoker = RecordingInvoker()
+    invoker = FakeInvoker()
     hook = make_admin_invoke(invoker, {"onblob": BlobListenerLike()})
     asyncio.run(_await(hook(fn("onblob", "blobTrigger"), "container/a.txt")))
     assert received == ["container/a.txt"] and invoker.calls == []

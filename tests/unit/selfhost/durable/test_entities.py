@@ -34,7 +34,7 @@ from selfhost.durable.host import durable_index
 from selfhost.durable.store import EpisodeCommit, Instance, Message
 from selfhost.functions import FunctionInfo
 from tests.support import history_builders as b
-from tests.support.history_builders import T0, at
+from tests.support.history_builders import T0, at, started_event
 
 pytestmark = pytest.mark.unit
 
@@ -51,16 +51,6 @@ def signal_entity(instance_id: str, operation: str, value: Any = None) -> dict[s
 
 def make_inst(status: str = "Pending", instance_id: str = "i1", execution_id: str = "e1") -> Instance:
     return Instance(instance_id, "o", execution_id, status, None, T0, T0)
-
-
-def started(inst: Instance, now: dt.datetime = T0) -> Event:
-    return h.execution_started(
-        now,
-        name=inst.name,
-        instance_id=inst.instance_id,
-        execution_id=inst.execution_id,
-        input_text=inst.input,
-    )
 
 
 def episode(inst: Instance, delivered: list[Event], reply: str, now: dt.datetime = T0) -> EpisodeCommit:
@@ -158,7 +148,7 @@ def test_call_and_signal_take_ids_and_send_requests() -> None:
     reply = b.state(
         signal_entity("@counter@k1", "add", 5), b.call_entity("@counter@k1", "get"), b.activity("a", 1)
     )
-    commit = episode(inst, [started(inst)], reply)
+    commit = episode(inst, [started_event(inst)], reply)
     events = events_of(commit)
     sent = [e for e in events if e["EventType"] == EventType.EventSent]
     assert [e["EventId"] for e in sent] == [0, 1]
@@ -179,7 +169,7 @@ def test_call_and_signal_take_ids_and_send_requests() -> None:
 
 def test_actions_seen_before_are_not_sent_again() -> None:
     inst = make_inst()
-    episode(inst, [started(inst)], b.state(b.call_entity("@counter@k1", "get")))
+    episode(inst, [started_event(inst)], b.state(b.call_entity("@counter@k1", "get")))
     response = h.event_raised(at(1), ent.call_request_id("i1", "e1", 0), json.dumps({"result": "3"}))
     commit = episode(
         inst, [response], b.state(b.call_entity("@counter@k1", "get"), done=True, output=3), at(1)
@@ -189,26 +179,28 @@ def test_actions_seen_before_are_not_sent_again() -> None:
 
 def test_unknown_entity_and_bad_id_fail_the_orchestration() -> None:
     inst = make_inst()
-    episode(inst, [started(inst)], b.state(b.call_entity("@ghost@k", "get")))
+    episode(inst, [started_event(inst)], b.state(b.call_entity("@ghost@k", "get")))
     out = json.loads(inst.output or "")
     assert inst.status == "Failed"
     assert "The function 'ghost' doesn't exist, is disabled, or is not an entity function." in out
     assert "The following are the known entity functions: 'counter'." in out
     inst = make_inst()
-    episode(inst, [started(inst)], b.state(signal_entity("counter", "add", 1)))
+    episode(inst, [started_event(inst)], b.state(signal_entity("counter", "add", 1)))
     assert inst.status == "Failed" and "not a valid entity id" in (inst.output or "")
 
 
 def test_sub_orchestrations_cannot_take_entity_ids() -> None:
     inst = make_inst()
-    episode(inst, [started(inst)], b.state(b.sub_orchestrator("o", None, "@counter@k1")))
+    episode(inst, [started_event(inst)], b.state(b.sub_orchestrator("o", None, "@counter@k1")))
     assert inst.status == "Failed" and "ids starting with '@' are entity ids" in (inst.output or "")
 
 
 def test_continue_as_new_still_sends_the_last_episodes_signals() -> None:
     inst = make_inst()
     reply = b.state(signal_entity("@counter@k1", "add", 1), b.continue_as_new({"n": 1}), done=True)
-    commit = plan_episode(inst, Bookkeeping(), [started(inst)], Reply.parse(reply), T0, CATALOG, lambda: "e2")
+    commit = plan_episode(
+        inst, Bookkeeping(), [started_event(inst)], Reply.parse(reply), T0, CATALOG, lambda: "e2"
+    )
     targets = [m.instance_id for m in commit.new_messages]
     assert targets == ["@counter@k1", "i1"] and request_of(commit.new_messages[0])["op"] == "add"
     assert inst.execution_id == "e2" and commit.history_reset
@@ -358,7 +350,7 @@ class World:
         self.inbox: dict[str, list[Message]] = {"i1": [], "@counter@k1": []}
         self.ids = iter(range(1, 10_000))
         self.now = T0
-        self.deliver(self.inst.instance_id, [started(self.inst)])
+        self.deliver(self.inst.instance_id, [started_event(self.inst)])
 
     def post(self, messages: list[Message]) -> None:
         for m in messages:
@@ -460,7 +452,7 @@ class Run:
         self.catalog = catalog
         self.history: list[str] = []
         self.now = T0
-        self.last: EpisodeCommit = self.step(started(self.inst))
+        self.last: EpisodeCommit = self.step(started_event(self.inst))
 
     def step(self, *events: Event) -> EpisodeCommit:
         self.now += dt.timedelta(seconds=1)

@@ -33,7 +33,7 @@ from selfhost.durable.episode import (
 from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import EpisodeCommit, Instance, Message
 from tests.support import history_builders as b
-from tests.support.history_builders import T0, at
+from tests.support.history_builders import T0, at, started_event
 
 pytestmark = pytest.mark.unit
 
@@ -102,16 +102,6 @@ def make_inst(
     if parent is not None:
         inst.parent_instance_id, inst.parent_execution_id, inst.parent_task_id = parent
     return inst
-
-
-def started_event(inst: Instance, now: dt.datetime = T0) -> Event:
-    return h.execution_started(
-        now,
-        name=inst.name,
-        instance_id=inst.instance_id,
-        execution_id=inst.execution_id,
-        input_text=inst.input,
-    )
 
 
 class Episodes:
