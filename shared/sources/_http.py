@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from shared import retry
 from shared.errors import ExportError, PermanentError, RetryAfterError, TransientError
 
 __all__ = [
@@ -60,21 +60,10 @@ def redact_url(url: str) -> str:
 def parse_retry_after(
     value: str | None, now: Callable[[], datetime], default: float = DEFAULT_RETRY_AFTER_S
 ) -> float:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or HTTP-date (RFC 9110 10.2.3)."""
-    if value is None or not value.strip():
-        return default
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:  # RFC 850 / asctime forms parse as naive; HTTP-dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now()).total_seconds())
+    """Seconds to wait from a `Retry-After` header (`shared.retry.parse_retry_after`), or
+    `default` when it is absent or not valid RFC 9110 (a negative delay is not)."""
+    seconds = retry.parse_retry_after(value, now())
+    return default if seconds is None else seconds
 
 
 def outcome_text(body: bytes) -> str:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
     [
         ("7", 7.0),
         (" 2.5 ", 2.5),
-        ("-3", 0.0),
+        ("-3", 11.0),  # not a valid delay (RFC 9110): the default
         ("Wed, 01 Jan 2025 12:00:30 GMT", 30.0),  # HTTP-date 30 s after FIXED_NOW
         ("Wed, 01 Jan 2025 11:00:00 GMT", 0.0),  # in the past: come back now
         ("Wednesday, 01-Jan-25 12:01:00 GMT", 60.0),  # obsolete RFC 850 form
