@@ -28,7 +28,7 @@ BENCH_ARGS ?=
 FHIR_DEMO_PORT ?= 8080
 # The app's packages that hold Python files yet (mypy refuses an empty folder).
 MYPY_PATHS ?= function_app.py $(patsubst %/,%,$(sort $(dir $(wildcard \
-	http_api/*.py orchestrators/*.py activities/*.py shared/*.py selfhost/*.py scripts/*.py))))
+	http_api/*.py control/*.py orchestrators/*.py activities/*.py shared/*.py selfhost/*.py scripts/*.py))))
 
 # Stamps record that an install finished for the current requirement files; an interrupted
 # install leaves no stamp, so the next `make` retries it.

@@ -11,13 +11,17 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import export as export_activities
-from http_api import exports, fhir, health
+from control import reconciler
+from http_api import exports, fhir, health, smart
 from orchestrators import export as export_orchestrators
 
-# FUNCTION: every HTTP trigger needs a key unless it opts out (only /api/health does).
+# FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
+# door (http_api/fhir.py, http_api/smart.py), which checks bearer tokens and its own keys itself.
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
 app.register_functions(fhir.bp)
+app.register_functions(smart.bp)
 app.register_functions(export_orchestrators.bp)
 app.register_functions(export_activities.bp)
+app.register_functions(reconciler.bp)

@@ -1,6 +1,7 @@
 """The export job API: POST/GET /api/exports, GET/DELETE /api/exports/{id}.
 
-Thin adapters over `shared.job_api`: decode the request, call one function, encode the answer.
+Thin adapters over `shared.job_api` and `control.durable` (the flows that need the durable
+client): decode the request, call one function, encode the answer.
 Errors are JSON `{"error": {"code", "message", "field"?}}`; never a stack trace or a secret.
 Blocking work (job records, secrets) runs in a worker thread, off the event loop.
 """
@@ -16,10 +17,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from control import durable
 from shared import job_api
 from shared.deps import get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
-from shared.export_tasks import CANCEL_EVENT, JOB_ORCHESTRATOR
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -68,10 +69,8 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
         deps = get_deps()
         submitted = await asyncio.to_thread(job_api.submit, body, deps)
         try:
-            await client.start_new(JOB_ORCHESTRATOR, submitted.job.job_id, submitted.job.to_dict())
-        except Exception:
-            log.exception("export %s: could not start the orchestration", submitted.job.job_id)
-            await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
+            await durable.start(client, submitted, deps)
+        except durable.StartFailed:
             return error(503, "unavailable", "the export could not be started; try again")
         location = status_url(req, submitted.job.job_id)
         log.info("export %s accepted for %s", submitted.job.job_id, submitted.job.request.requested_by)
@@ -90,12 +89,14 @@ async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="exports/{id}", methods=["GET"])
-async def get_export(req: func.HttpRequest) -> func.HttpResponse:
+@bp.durable_client_input(client_name="client")
+async def get_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        view = await asyncio.to_thread(job_api.show, req.route_params["id"], get_deps())
+        job_id = req.route_params["id"]
+        view = await durable.reconciled_view(client, job_id, get_deps())
         if view is None:
-            return error(404, "not_found", f"no export job {req.route_params['id']!r}", "id")
-        return _json(view)
+            return error(404, "not_found", f"no export job {job_id!r}", "id")
+        return _json(job_api.present(view))
 
     return await guarded(run)
 
@@ -105,14 +106,9 @@ async def get_export(req: func.HttpRequest) -> func.HttpResponse:
 async def cancel_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id = req.route_params["id"]
-        view = await asyncio.to_thread(job_api.request_cancel, job_id, get_deps())
+        view = await durable.cancel(client, job_id, get_deps())
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
-        if view["cancel_requested"]:
-            try:
-                await client.raise_event(job_id, CANCEL_EVENT, None)
-            except Exception:  # noqa: BLE001 - the marker alone stops the work at the next page
-                log.warning("export %s: cancel event not delivered; the cancel marker stands", job_id)
-        return _json(view, 202)
+        return _json(job_api.present(view), 202)
 
     return await guarded(run)

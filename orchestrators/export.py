@@ -10,10 +10,13 @@
     always deletes the job's secrets, and writes the outcome to the job record.
 
 `export_type`, one instance per (job, type), input = its last committed checkpoint:
- 1. read the next page and stage it as a block (activity); honour Retry-After with a durable timer;
+ 1. read the next page of the current search and stage it as a block (activity); a type may take
+    several searches (ORed `_typeFilter`s x patient chunks), the checkpoint says which one and
+    the activity says which comes next; honour Retry-After with a durable timer;
  2. decide (pure) whether to commit: every `commit_every_pages`, at rollover, at the end;
  3. after a commit, continue-as-new with the new checkpoint: history stays bounded, and a crash
-    or failure resumes from the last commit; re-run pages restage the same block ids;
+    or failure resumes from the last commit; re-run pages restage the same block ids; after
+    `commit_every_pages` pages with nothing to commit (empty searches), continue-as-new too;
  4. a transient failure past the retries counts one consecutive failure: retry from the last
     commit after a backoff, or fail the type at the threshold; a permanent one fails it at once.
 
@@ -32,6 +35,7 @@ import azure.durable_functions as df
 
 from shared import export_plan as plan
 from shared.contracts import CommitResult, CommitTask, ExportRequest, PageTask, TypeCheckpoint
+from shared.error_text import readable
 from shared.export_tasks import (
     CANCEL_EVENT,
     COMMIT_ACTIVITY,
@@ -48,6 +52,7 @@ from shared.export_tasks import (
     RecordUpdate,
     StepOutcome,
     TypeInput,
+    type_instance_id,
 )
 
 bp = df.Blueprint()
@@ -62,6 +67,18 @@ def _retry(request: ExportRequest) -> df.RetryOptions:
 
 def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
     return context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
+
+
+def _wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: float) -> Gen:
+    """Wait `seconds`, or less if a cancel event comes; True when it was cancelled.
+
+    The timer is never cancelled: when it won it has fired (SDK 1.x raises "Cannot cancel a
+    completed task" for a fired timer), and when the event won the instance ends or continues
+    as new, which drops the timer. A cancel raised while nothing waits is dropped by
+    continue-as-new, but the cancel marker stops the next page or preparation."""
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
+    timer = _wait(context, seconds)
+    return (yield context.task_any([timer, cancel])) == cancel
 
 
 # Job-record writes and the final clean-up go to the service's own storage and secret store,
@@ -83,17 +100,14 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     try:
         raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())
     except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
+        error = readable(exc)
         failures = job.consecutive_failures + 1
         if failures >= options.failure_threshold:
-            return (
-                yield from _finish(context, job, "failed", [], f"preparation failed {failures} times: {exc}")
-            )
-        yield _record(context, job.job_id, state="retrying", attempts=failures, last_error=str(exc)[:1000])
-        cancel = context.wait_for_external_event(CANCEL_EVENT)
-        timer = _wait(context, plan.failure_wait_s(failures, options.retry.first_retry_interval_ms))
-        if (yield context.task_any([timer, cancel])) == cancel:
+            return (yield from _finish(context, job, "failed", [], plan.preparation_error(failures, error)))
+        yield _record(context, job.job_id, state="retrying", attempts=failures, last_error=error)
+        wait_s = plan.failure_wait_s(failures, options.retry.first_retry_interval_ms)
+        if (yield from _wait_unless_cancelled(context, wait_s)):
             return (yield from _finish(context, job, "cancelled", [], None))
-        timer.cancel()
         context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
         return None
     prepared = StepOutcome.from_dict(raw)
@@ -118,7 +132,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
             resource_type = pending.pop(0)
             child = TypeInput(job.job_id, request, TypeCheckpoint(type=resource_type))
             task = context.call_sub_orchestrator(
-                TYPE_ORCHESTRATOR, child.to_dict(), f"{job.job_id}:{resource_type}"
+                TYPE_ORCHESTRATOR, child.to_dict(), type_instance_id(job.job_id, resource_type)
             )
             running.append((task, resource_type))
         waiting = [t for t, _ in running] + ([] if cancel_requested else [cancel_event])
@@ -129,13 +143,20 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
             continue
         for entry in [e for e in running if e[0] == winner]:
             running.remove(entry)
-            outcome = dict(winner.result)
+            outcome = _child_outcome(winner, entry[1])
             outcomes.append(outcome)
             if outcome["state"] == "failed":
                 pending.clear()  # the job fails: start nothing new; running types finish
     state = plan.job_state(outcomes, cancel_requested)
     files = [name for o in outcomes for name in o["files"]] if state == "cancelled" else []
     return (yield from _finish(context, job, state, outcomes, plan.job_error(outcomes), files))
+
+
+def _child_outcome(task: Any, resource_type: str) -> dict[str, Any]:
+    """A type's outcome; a sub-orchestration that failed or was terminated counts as failed."""
+    if isinstance(task.result, Exception):
+        return plan.type_outcome(TypeCheckpoint(type=resource_type), "failed", readable(task.result))
+    return dict(task.result)
 
 
 def _finish(
@@ -175,11 +196,12 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             cursor=cp.cursor,
             page=cp.pages_done + 1,
             file_sequence=cp.files[-1].sequence,
+            query=cp.query,
         )
         try:
             raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
-            return (yield from _type_failure(context, given, last_commit, str(exc)))
+            return (yield from _type_failure(context, given, last_commit, readable(exc)))
         out = PageOutcome.from_dict(raw)
         if out.cancelled:
             return plan.type_outcome(cp, "cancelled")
@@ -191,7 +213,8 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                         context, given, last_commit, "the source kept asking to wait (Retry-After)"
                     )
                 )
-            yield _wait(context, plan.retry_after_wait_s(out.retry_after_s))
+            if (yield from _wait_unless_cancelled(context, plan.retry_after_wait_s(out.retry_after_s))):
+                return plan.type_outcome(cp, "cancelled")
             continue
         throttled = 0
         assert out.result is not None
@@ -206,7 +229,7 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             try:
                 raw = yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())
             except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
-                return (yield from _type_failure(context, given, last_commit, str(exc)))
+                return (yield from _type_failure(context, given, last_commit, readable(exc)))
             result = CommitResult.from_dict(raw)
             if result.error:
                 yield _record(context, given.job_id, cp.type, state="failed", last_error=result.error)
@@ -214,6 +237,10 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             if decision.done:
                 return plan.type_outcome(after, "succeeded")
             context.continue_as_new(TypeInput(given.job_id, request, after).to_dict())
+            return None
+        if decision.checkpoint:  # pages read, nothing staged: a checkpoint needs no commit
+            resume = replace(cp, consecutive_failures=0)
+            context.continue_as_new(TypeInput(given.job_id, request, resume).to_dict())
             return None
         if decision.done:  # the last page brought nothing new to commit
             done = replace(cp, done=True)
@@ -228,13 +255,15 @@ def _type_failure(
     threshold = given.request.options.failure_threshold
     if failures >= threshold:
         yield _record(context, given.job_id, last_commit.type, state="failed", consecutive_failures=failures,
-                      last_error=error[:1000])  # fmt: skip
+                      last_error=error)  # fmt: skip
         return plan.type_outcome(
-            last_commit, "failed", f"{failures} consecutive failed attempts; last: {error[:500]}"
+            last_commit, "failed", f"{failures} consecutive failed attempts; last: {error}"
         )
     yield _record(context, given.job_id, last_commit.type, state="retrying", consecutive_failures=failures,
-                  last_error=error[:1000])  # fmt: skip
-    yield _wait(context, plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms))
+                  last_error=error)  # fmt: skip
+    wait_s = plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms)
+    if (yield from _wait_unless_cancelled(context, wait_s)):
+        return plan.type_outcome(last_commit, "cancelled")
     resume = replace(last_commit, consecutive_failures=failures)
     context.continue_as_new(TypeInput(given.job_id, given.request, resume).to_dict())
     return None

@@ -19,6 +19,7 @@ import argparse
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -156,6 +157,60 @@ def runtime_environment(opts: Options, base: Mapping[str, str]) -> dict[str, str
         env["SMTP_HOST"] = HOST
         env["SMTP_PORT"] = str(p.smtp)
     return env
+
+
+def frontdoor_keys_environment(opts: Options, env: Mapping[str, str]) -> dict[str, str]:
+    """`FHIR_FRONTDOOR_KEYS` = the runtime's default function key, unless the environment or
+    local.settings.json sets it: the FHIR front door checks its own keys (its routes are
+    anonymous at the host), and locally the function key `make run` prints should open it."""
+    if env.get("FHIR_FRONTDOOR_KEYS") or _local_setting(opts.app_root, "FHIR_FRONTDOOR_KEYS"):
+        return {}
+    return {"FHIR_FRONTDOOR_KEYS": ensure_function_key(opts.runtime_state)}
+
+
+LOCAL_OUTBOUND_ALLOW = "127.0.0.1,localhost"
+
+
+def outbound_environment(opts: Options, env: Mapping[str, str]) -> dict[str, str]:
+    """`OUTBOUND_ALLOW` = loopback, unless the environment or local.settings.json sets it: the
+    outbound policy refuses internal addresses by default, and locally the sources (make
+    fhir-demo) and destinations all listen on 127.0.0.1."""
+    if env.get("OUTBOUND_ALLOW") or _local_setting(opts.app_root, "OUTBOUND_ALLOW"):
+        return {}
+    return {"OUTBOUND_ALLOW": LOCAL_OUTBOUND_ALLOW}
+
+
+def ensure_function_key(runtime_state: Path) -> str:
+    """The runtime's default function key, made now if it has none yet: the runtime keeps the
+    keys.json it finds and adds the keys it misses (selfhost/keys.py)."""
+    path = runtime_state / "keys.json"
+    data: dict[str, object] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DevServersError(f"{path} is unreadable ({exc}); delete it to generate new keys") from exc
+    function_keys = data.get("functionKeys", {}) if isinstance(data, dict) else None
+    if not isinstance(function_keys, dict):
+        raise DevServersError(f"{path} is not a runtime keys file; delete it to generate new keys")
+    if function_keys.get("default"):
+        return str(function_keys["default"])
+    key = secrets.token_urlsafe(32)
+    data = {**data, "functionKeys": {**function_keys, "default": key}}
+    runtime_state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    return key
+
+
+def _local_setting(app_root: Path, name: str) -> str | None:
+    try:
+        values = json.loads((app_root / "local.settings.json").read_text()).get("Values") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = values.get(name) if isinstance(values, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def ensure_local_settings(app_root: Path) -> bool:
@@ -366,9 +421,8 @@ def run(opts: Options, stop: threading.Event, environ: Mapping[str, str]) -> int
     azurite = Child("Azurite", azurite_command(opts), cwd=opts.app_root, log_path=logs / "azurite.log")
     maildev = Child("maildev", maildev_command(opts), cwd=opts.app_root, log_path=logs / "maildev.log")
     # The runtime writes to the terminal: it prints its own start-up lines, keys and logs.
-    runtime = Child(
-        "runtime", runtime_command(opts), cwd=opts.app_root, env=runtime_environment(opts, environ)
-    )
+    runtime_env = runtime_environment(opts, environ)
+    runtime = Child("runtime", runtime_command(opts), cwd=opts.app_root, env=runtime_env)
     preexec = _pdeathsig_hook()
     p = opts.ports
     try:
@@ -380,6 +434,11 @@ def run(opts: Options, stop: threading.Event, environ: Mapping[str, str]) -> int
         wait_ready("maildev", lambda: http_ok(f"http://{HOST}:{p.mail_web}/healthz"), [maildev], stop)
         if ensure_local_settings(opts.app_root):
             _say("devservers: created local.settings.json from local.settings.example.json")
+        runtime.env = {
+            **runtime_env,
+            **frontdoor_keys_environment(opts, runtime_env),
+            **outbound_environment(opts, runtime_env),
+        }
         runtime.start(preexec)
         servers = [runtime, azurite, maildev]
         wait_ready("runtime", lambda: http_ok(f"http://{HOST}:{p.runtime}/admin/host/ping"), servers, stop)

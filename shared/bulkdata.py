@@ -1,21 +1,24 @@
 """The FHIR Bulk Data (IG v2) front door's logic, framework-free: kick-off parameters in, an export
 request out; job views in, status answers, manifests and OperationOutcomes out.
 
-    kick-off   query/Parameters -> `parse_kickoff` -> `KickoffParams`
-               + CapabilityStatement (`searchable_types`) + Group (`group_members`)
-               -> `plan_export` -> `ExportPlan` -> `export_body` (the job API's request body)
-    status     `job_api.show` view -> `status_answer` (202 + X-Progress | 200 manifest | 500 | 404)
+    kick-off   headers + query/Parameters -> `parse_kickoff` -> `KickoffParams`
+               + CapabilityStatement (`searchable_types`, `elements_searchable`) + Group
+               (`group_members`) -> `plan_export` -> `ExportPlan` -> `export_body` (the job
+               API's request body; the patient list goes to the work store, not the body)
+    status     `job_api.show` view -> `status_answer` (202 + X-Progress | 200 manifest with
+               `Expires` | 500 | 404)
     download   view + file name -> `export_file` (the job's container and blob, or None)
 
 Every refusal is a `BulkDataError` carrying its HTTP status and OperationOutcome issues, each issue
-naming the offending parameter in `expression`. Only `read_capability`/`read_group` do I/O (two
-GETs on the source with the process's shared `httpx.Client`). Never imports azure.functions.
+naming the offending parameter or header in `expression`; what lenient handling ignores becomes
+the manifest's error file (`ERROR_FILE`, one OperationOutcome a line). The source is read by
+`shared.bulkdata_source`, the answers after the kick-off are `shared.bulkdata_status` (both
+re-exported here). Never imports azure.functions.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,13 +26,39 @@ from email.utils import parseaddr
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from shared._strict import RESOURCE_TYPE, check_email, check_instant
-from shared.errors import PermanentError, TransientError, ValidationError
-from shared.sources import classify_status, classify_transport_error, parse_type_filters, redact_url
+from shared.bulkdata_source import (
+    elements_searchable,
+    group_members,
+    patient_id,
+    read_capability,
+    read_group,
+    searchable_types,
+)
+from shared.bulkdata_status import (
+    ERROR_FILE,
+    ERRORS_LABEL,
+    FILE_RETENTION,
+    FRONTDOOR_LABEL,
+    MAX_PROGRESS_CHARS,
+    REQUEST_LABEL,
+    StatusAnswer,
+    expires,
+    export_file,
+    is_frontdoor_job,
+    manifest,
+    progress_text,
+    retry_after_seconds,
+    status_answer,
+)
+from shared.contracts import MAX_PATIENTS
+from shared.errors import ValidationError
+from shared.operation_outcome import BulkDataError, Issue, operation_outcome, outcomes_ndjson
+from shared.sources import check_element, elements_for, parse_type_filters, split_type_filters
 
 __all__ = [
+    "ERROR_FILE",
+    "FILE_RETENTION",
     "FRONTDOOR_LABEL",
     "MAX_PROGRESS_CHARS",
     "PATIENT_COMPARTMENT",
@@ -39,9 +68,13 @@ __all__ = [
     "KickoffParams",
     "Level",
     "StatusAnswer",
+    "elements_searchable",
+    "error_file",
     "export_body",
+    "expires",
     "export_file",
     "group_members",
+    "header_issues",
     "is_frontdoor_job",
     "kickoff_labels",
     "manifest",
@@ -62,17 +95,12 @@ __all__ = [
 
 Level = Literal["system", "patient", "group"]
 
-FRONTDOOR_LABEL: Final = ("frontdoor", "fhir")
-REQUEST_LABEL: Final = "fhir_request"
 # Used when neither the caller nor the ADMIN_EMAIL setting names someone (`.invalid`: RFC 2606).
 SERVICE_ADDRESS: Final = "fhir-bulk-export@service.invalid"
 NDJSON_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
 # IG v2 parameters this server does not implement: refused unless `Prefer: handling=lenient`.
-UNSUPPORTED_PARAMS: Final = ("_elements", "patient", "includeAssociatedData")
-MAX_PROGRESS_CHARS: Final = 99  # the IG: X-Progress is under 100 characters
-# `contracts` reads each type filter with ObjectReader.texts' 2048-character limit; a Group's
-# member restriction must fit in it (about 100 members with ids like `patient-00000042`).
-MAX_TYPE_FILTER_CHARS: Final = 2048
+UNSUPPORTED_PARAMS: Final = ("includeAssociatedData",)
+FHIR_JSON: Final = "application/fhir+json"
 LABEL_VALUE_CHARS: Final = 256  # contracts' label value limit
 
 # The patient compartment types this front door exports for Patient/ and Group/ kick-offs, with
@@ -99,43 +127,6 @@ PATIENT_COMPARTMENT: Final[Mapping[str, str]] = {
     "ServiceRequest": "patient",
 }
 
-_FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_FILE_NAME: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}-[1-9][0-9]{0,8}\.ndjson$")
-_PENDING: Final = {"queued": 1, "running": 2, "retrying": 5}  # state -> Retry-After seconds
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One OperationOutcome issue; `code` is a FHIR IssueType, `expression` the parameter."""
-
-    code: str
-    diagnostics: str
-    expression: str | None = None
-    severity: str = "error"
-
-    def to_dict(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {
-            "severity": self.severity,
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-        }
-        if self.expression:
-            issue["expression"] = [self.expression]
-        return issue
-
-
-class BulkDataError(PermanentError):
-    """A request the front door refuses: the HTTP status and the issues of its OperationOutcome."""
-
-    def __init__(self, status: int, *issues: Issue) -> None:
-        super().__init__("; ".join(issue.diagnostics for issue in issues))
-        self.status = status
-        self.issues = issues
-
-
-def operation_outcome(*issues: Issue) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [issue.to_dict() for issue in issues]}
-
 
 # --- kick-off parameters -----------------------------------------------------------------------
 
@@ -144,8 +135,10 @@ def operation_outcome(*issues: Issue) -> dict[str, Any]:
 class KickoffParams:
     types: tuple[str, ...] = ()  # () : the server's default set
     since: str | None = None
-    type_filters: tuple[str, ...] = ()
-    ignored: tuple[str, ...] = ()  # unsupported parameters dropped under lenient handling
+    type_filters: tuple[str, ...] = ()  # one query each (comma forms split); ORed per type
+    elements: tuple[str, ...] = ()  # `_elements`: `name` or `Patient.name`
+    patients: tuple[str, ...] | None = None  # the `patient` parameter's ids; None: not given
+    ignored: tuple[Issue, ...] = ()  # what lenient handling dropped, for the error file
 
 
 def query_pairs(url: str) -> list[tuple[str, str]]:
@@ -177,24 +170,77 @@ def parameters_pairs(body: Any) -> list[tuple[str, str]]:
     return pairs
 
 
+def _prefer_tokens(prefer: str | None) -> set[str]:
+    return {token.strip().replace(" ", "").lower() for token in (prefer or "").replace(";", ",").split(",")}
+
+
 def prefers_lenient(prefer: str | None) -> bool:
     """`Prefer: respond-async, handling=lenient` -> True."""
-    tokens = (token.strip().replace(" ", "").lower() for token in (prefer or "").replace(";", ",").split(","))
-    return "handling=lenient" in tokens
+    return "handling=lenient" in _prefer_tokens(prefer)
 
 
-def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> KickoffParams:
-    """Validate the IG parameters; one `BulkDataError(400)` names every bad parameter at once.
+def header_issues(headers: Mapping[str, str]) -> list[Issue]:
+    """The kick-off headers the IG asks for, refused when missing as the SMART reference server
+    does: `Accept: application/fhir+json` (the format of our OperationOutcomes) and
+    `Prefer: respond-async` (the only pattern served)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    issues: list[Issue] = []
+    accepted = {part.split(";")[0].strip().lower() for part in (lowered.get("accept") or "").split(",")}
+    if FHIR_JSON not in accepted:
+        issues.append(
+            Issue(
+                "invalid",
+                f"Accept: a kick-off must accept {FHIR_JSON} (got {lowered.get('accept')!r})",
+                "Accept",
+            )
+        )
+    if "respond-async" not in _prefer_tokens(lowered.get("prefer")):
+        issues.append(
+            Issue(
+                "invalid",
+                "Prefer: a kick-off must send Prefer: respond-async (this server answers asynchronously)",
+                "Prefer",
+            )
+        )
+    return issues
+
+
+def _patient_ids(value: str) -> list[str] | None:
+    """`Patient/1` or `Patient/1,Patient/2` (query), or a `valueReference` as JSON (POST body)."""
+    if value.startswith("{"):
+        try:
+            reference = json.loads(value).get("reference")
+        except (ValueError, AttributeError):
+            return None
+        references = [reference] if isinstance(reference, str) else []
+    else:
+        references = value.split(",")
+    ids = [patient_id(reference.strip()) for reference in references]
+    return [i for i in ids if i] if ids and all(ids) else None
+
+
+def parse_kickoff(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    lenient: bool,
+    headers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> KickoffParams:
+    """Validate the IG parameters (and `headers`, when given); one `BulkDataError(400)` names
+    every bad parameter and header at once.
 
     Unknown parameters are ignored (as FHIR servers do with unknown search parameters); the
-    unsupported IG ones are refused unless `lenient`.
+    unsupported IG ones are refused unless `lenient`. `now` is the clock `_since` is checked
+    against (a `_since` in the future is refused, as the SMART reference server does).
     """
-    issues: list[Issue] = []
+    issues: list[Issue] = header_issues(headers) if headers is not None else []
     types: list[str] = []
     type_given = False
     since: str | None = None
     filters: list[str] = []
-    ignored: list[str] = []
+    elements: list[str] = []
+    patients: dict[str, None] | None = None  # ordered, without repeats
+    ignored: list[Issue] = []
     for name, raw in pairs:
         value = raw.strip()
         if name == "_type":
@@ -213,6 +259,8 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
                 if since is not None:
                     raise ValidationError("_since", "is given more than once")
                 since = check_instant("_since", value)
+                if datetime.fromisoformat(since) > (now or datetime.now(UTC)):
+                    raise ValidationError("_since", "is in the future")
             except ValidationError as exc:
                 issues.append(Issue("invalid", f"_since: {exc.detail} (got {value!r})", "_since"))
         elif name == "_outputFormat":
@@ -225,10 +273,26 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
                     )
                 )
         elif name == "_typeFilter":
-            filters.append(value)
+            filters.extend(q for q in split_type_filters([value]) if q not in filters)
+        elif name == "_elements":
+            for item in (part.strip() for part in value.split(",")):
+                try:
+                    if item not in elements:
+                        elements.append(check_element(item, "_elements"))
+                except ValidationError as exc:
+                    issues.append(Issue("invalid", f"_elements: {exc.detail}", "_elements"))
+        elif name == "patient":
+            ids = _patient_ids(value)
+            if ids is None:
+                issues.append(
+                    Issue("invalid", f"patient: {value[:100]!r} is not a Patient reference", "patient")
+                )
+            else:
+                patients = {} if patients is None else patients
+                patients.update(dict.fromkeys(ids))
         elif name in UNSUPPORTED_PARAMS:
             if lenient:
-                ignored.append(name)
+                ignored.append(_ignored(name, f"{name}: not supported by this server; ignored"))
             else:
                 issues.append(
                     Issue(
@@ -241,106 +305,24 @@ def parse_kickoff(pairs: Iterable[tuple[str, str]], *, lenient: bool) -> Kickoff
     if type_given and not types and not any(i.expression == "_type" for i in issues):
         issues.append(Issue("invalid", "_type: names no resource type", "_type"))
     try:
-        parse_type_filters(filters, ())  # shape, reserved parameters, one filter per type
+        parse_type_filters(filters, ())  # shape and reserved parameters; several per type are ORed
     except ValidationError as exc:
         issues.append(Issue("invalid", f"_typeFilter: {exc.detail}", "_typeFilter"))
     if issues:
         raise BulkDataError(400, *issues)
-    return KickoffParams(tuple(types), since, tuple(filters), tuple(dict.fromkeys(ignored)))
+    return KickoffParams(
+        tuple(types),
+        since,
+        tuple(filters),
+        tuple(elements),
+        None if patients is None else tuple(patients),
+        tuple(ignored),
+    )
 
 
-# --- what the source offers --------------------------------------------------------------------
-
-
-def searchable_types(capability: Mapping[str, Any]) -> tuple[str, ...]:
-    """Resource types a CapabilityStatement's server-mode `rest` lists with `search-type`."""
-    found: list[str] = []
-    for rest in capability.get("rest") or []:
-        if not isinstance(rest, Mapping) or rest.get("mode", "server") != "server":
-            continue
-        for resource in rest.get("resource") or []:
-            if not isinstance(resource, Mapping):
-                continue
-            codes = {i.get("code") for i in resource.get("interaction") or [] if isinstance(i, Mapping)}
-            name = resource.get("type")
-            if (
-                "search-type" in codes
-                and isinstance(name, str)
-                and RESOURCE_TYPE.match(name)
-                and name not in found
-            ):
-                found.append(name)
-    return tuple(found)
-
-
-def group_members(group: Mapping[str, Any], group_id: str) -> tuple[str, ...]:
-    """Ids of the Group's active Patient members, in order, without repeats."""
-    if group.get("actual") is False:
-        raise BulkDataError(
-            422,
-            Issue(
-                "not-supported",
-                f"Group/{group_id} is a definitional group (actual=false); its members are not listed",
-            ),
-        )
-    members: list[str] = []
-    for member in group.get("member") or []:
-        if not isinstance(member, Mapping) or member.get("inactive") is True:
-            continue
-        reference = (member.get("entity") or {}).get("reference")
-        if not isinstance(reference, str):
-            continue
-        # "Patient/123", an absolute ".../Patient/123", or either with "/_history/n".
-        parts = reference.split("/_history/")[0].rstrip("/").split("/")
-        if (
-            len(parts) >= 2
-            and parts[-2] == "Patient"
-            and _FHIR_ID.match(parts[-1])
-            and parts[-1] not in members
-        ):
-            members.append(parts[-1])
-    return tuple(members)
-
-
-def _read_json(http: httpx.Client, url: str, what: str, not_found: Issue | None = None) -> dict[str, Any]:
-    try:
-        response = http.get(url, headers={"Accept": "application/fhir+json"})
-    except httpx.RequestError as exc:
-        raise classify_transport_error(exc, what) from exc
-    if response.status_code in (404, 410) and not_found is not None:
-        raise BulkDataError(404, not_found)
-    if not response.is_success:
-        error = classify_status(response, response.content, what, now=lambda: datetime.now(UTC))
-        if isinstance(error, TransientError):
-            raise error
-        raise BulkDataError(502, Issue("exception", f"the FHIR server refused {error}"))
-    try:
-        document = response.json()
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise BulkDataError(
-            502, Issue("exception", f"{what}: the FHIR server's answer is not a JSON resource")
-        )
-    return document
-
-
-def read_capability(http: httpx.Client, base_url: str) -> dict[str, Any]:
-    url = f"{base_url.rstrip('/')}/metadata"
-    return _read_json(http, url, f"metadata {redact_url(url)}")
-
-
-def read_group(http: httpx.Client, base_url: str, group_id: str) -> dict[str, Any]:
-    if not _FHIR_ID.match(group_id):
-        raise BulkDataError(400, Issue("invalid", f"{group_id!r} is not a FHIR id", "Group.id"))
-    url = f"{base_url.rstrip('/')}/Group/{group_id}"
-    missing = Issue("not-found", f"Group/{group_id} was not found on the FHIR server", "Group.id")
-    group = _read_json(http, url, f"Group/{group_id}", missing)
-    if group.get("resourceType") != "Group":
-        raise BulkDataError(
-            502, Issue("exception", f"Group/{group_id}: the FHIR server answered a non-Group")
-        )
-    return group
+def _ignored(expression: str, diagnostics: str) -> Issue:
+    """What lenient handling dropped: a warning in the manifest's error file."""
+    return Issue("not-supported", diagnostics, expression, severity="warning")
 
 
 # --- planning the export -----------------------------------------------------------------------
@@ -349,8 +331,15 @@ def read_group(http: httpx.Client, base_url: str, group_id: str) -> dict[str, An
 @dataclass(frozen=True)
 class ExportPlan:
     types: tuple[str, ...]
-    type_filters: tuple[str, ...]
-    ignored: tuple[str, ...] = ()  # what lenient handling dropped, for an informational outcome
+    type_filters: tuple[str, ...]  # the client's queries of exported types, ORed per type
+    ignored: tuple[Issue, ...] = ()  # what lenient handling dropped: the manifest's error file
+    patients: tuple[str, ...] | None = None  # restricted to these (Group members, `patient`)
+    elements: tuple[str, ...] = ()
+
+    @property
+    def patient_params(self) -> dict[str, str]:
+        """Type -> the search parameter restricting it to `patients` (empty: not restricted)."""
+        return {t: PATIENT_COMPARTMENT[t] for t in self.types} if self.patients is not None else {}
 
 
 def plan_export(
@@ -359,15 +348,20 @@ def plan_export(
     level: Level,
     searchable: Sequence[str],
     members: Sequence[str] | None = None,
+    elements_types: Sequence[str] | None = None,
     lenient: bool = False,
 ) -> ExportPlan:
-    """The types and type filters of the export; for a Group, each type restricted to `members`."""
+    """The types, filters, patients and elements of the export. A Group export is restricted to
+    `members`, and to those of them the `patient` parameter names; a Patient export to the
+    `patient` parameter's patients when given. `elements_types`: the types whose searches take
+    `_elements` (`elements_searchable`; None: every type). Under `lenient`, what would be
+    refused is dropped and listed in `ignored` instead."""
     issues: list[Issue] = []
     ignored = list(params.ignored)
 
-    def refuse(issue: Issue, dropped: str) -> None:
+    def refuse(issue: Issue) -> None:
         if lenient:
-            ignored.append(dropped)
+            ignored.append(_ignored(issue.expression or "", f"{issue.diagnostics}; ignored"))
         else:
             issues.append(issue)
 
@@ -376,9 +370,7 @@ def plan_export(
     types: list[str] = []
     for t in params.types:
         if t not in searchable:
-            refuse(
-                Issue("not-supported", f"_type: the FHIR server does not support searching {t}", "_type"), t
-            )
+            refuse(Issue("not-supported", f"_type: the FHIR server does not support searching {t}", "_type"))
         elif patient_level and t not in PATIENT_COMPARTMENT:
             refuse(
                 Issue(
@@ -386,23 +378,35 @@ def plan_export(
                     f"_type: {t} is not in this server's patient compartment "
                     f"list, so a {level}-level export cannot include it",
                     "_type",
-                ),
-                t,
+                )
             )
         else:
             types.append(t)
     if not params.types:
         types = candidates
-    filters: dict[str, str] = {}
+    filters: list[str] = []
     for raw in params.type_filters:
         t = raw.partition("?")[0]
         if t in types:
-            filters[t] = raw
+            filters.append(raw)
         else:
             refuse(
-                Issue("invalid", f"_typeFilter: {raw!r} filters {t}, which is not exported", "_typeFilter"),
-                raw,
+                Issue("invalid", f"_typeFilter: {raw!r} filters {t}, which is not exported", "_typeFilter")
             )
+    patients = _patients(params, level, members, refuse)
+    elements = params.elements
+    subsetted = [t for t in types if elements_for(elements, t)]
+    unable = [t for t in subsetted if elements_types is not None and t not in elements_types]
+    if unable:
+        elements = ()
+        refuse(
+            Issue(
+                "not-supported",
+                f"_elements: the FHIR server does not list the _elements search parameter for "
+                f"{', '.join(unable)} (CapabilityStatement searchParam)",
+                "_elements",
+            )
+        )
     if issues:
         raise BulkDataError(400, *issues)
     if not types:
@@ -418,33 +422,42 @@ def plan_export(
                 "export could search (CapabilityStatement search-type)",
             ),
         )
-    if level == "group":
-        filters = _restrict(types, filters, members or ())
-    return ExportPlan(tuple(types), tuple(filters[t] for t in types if t in filters), tuple(ignored))
-
-
-def _restrict(types: Sequence[str], filters: Mapping[str, str], members: Sequence[str]) -> dict[str, str]:
-    """Each type's filter ANDed with `<patient param>=<member ids>` (one filter per type: the
-    source cannot OR filters, so a client's own filter and the restriction must share one)."""
-    if not members:
+    if patients is not None and not patients:
+        nobody = "the Group has no active Patient members" if level == "group" else "no patients"
+        raise BulkDataError(422, Issue("not-found", f"{nobody} to export; nothing to do", "patient"))
+    if patients is not None and len(patients) > MAX_PATIENTS:
         raise BulkDataError(
-            422, Issue("not-found", "the Group has no active Patient members; nothing to export")
+            422,
+            Issue("too-costly", f"{len(patients):,} patients; this server exports at most {MAX_PATIENTS:,}"),
         )
-    ids = ",".join(members)
-    restricted: dict[str, str] = {}
-    for t in types:
-        clause = urlencode([(PATIENT_COMPARTMENT[t], ids)], safe=",")
-        restricted[t] = f"{filters[t]}&{clause}" if t in filters else f"{t}?{clause}"
-        if len(restricted[t]) > MAX_TYPE_FILTER_CHARS:
-            raise BulkDataError(
-                422,
-                Issue(
-                    "too-costly",
-                    f"the Group has {len(members)} members; this server exports groups whose member list "
-                    f"fits a {MAX_TYPE_FILTER_CHARS}-character search restriction (about 100 members)",
-                ),
+    return ExportPlan(tuple(types), tuple(filters), tuple(ignored), patients, elements)
+
+
+def _patients(
+    params: KickoffParams, level: Level, members: Sequence[str] | None, refuse: Callable[[Issue], None]
+) -> tuple[str, ...] | None:
+    """The patients the export is restricted to (None: not restricted)."""
+    if level == "system":
+        if params.patients is not None:
+            refuse(Issue("not-supported", "patient: applies to Patient and Group exports only", "patient"))
+        return None
+    if level == "patient":
+        return params.patients
+    group = tuple(members or ())
+    if params.patients is None:
+        return group
+    in_group = set(group)
+    outside = [p for p in params.patients if p not in in_group]
+    if outside:
+        refuse(
+            Issue(
+                "invalid",
+                f"patient: {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''} "
+                f"{'is' if len(outside) == 1 else 'are'} not in the Group",
+                "patient",
             )
-    return restricted
+        )
+    return tuple(p for p in params.patients if p in in_group)
 
 
 def requester(headers: Mapping[str, str], admin_email: str | None) -> str:
@@ -458,9 +471,12 @@ def requester(headers: Mapping[str, str], admin_email: str | None) -> str:
     return admin_email or SERVICE_ADDRESS
 
 
-def kickoff_labels(request_url: str, level: Level, group_id: str | None = None) -> dict[str, str]:
+def kickoff_labels(
+    request_url: str, level: Level, group_id: str | None = None, *, errors: int = 0
+) -> dict[str, str]:
     """Labels marking a front-door job; `fhir_request` is the manifest's `request` (the kick-off
-    URL without the function key; path only when too long for a label, as for a POST)."""
+    URL without the function key; path only when too long for a label, as for a POST);
+    `fhir_errors` the number of OperationOutcomes in the error file, when there is one."""
     parts = urlsplit(request_url)
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query_pairs(request_url)), ""))
     if len(url) > LABEL_VALUE_CHARS:
@@ -468,7 +484,14 @@ def kickoff_labels(request_url: str, level: Level, group_id: str | None = None) 
     labels = {FRONTDOOR_LABEL[0]: FRONTDOOR_LABEL[1], REQUEST_LABEL: url, "fhir_level": level}
     if group_id:
         labels["fhir_group"] = group_id
+    if errors:
+        labels[ERRORS_LABEL] = str(errors)
     return labels
+
+
+def error_file(plan: ExportPlan) -> bytes | None:
+    """The error file's content (`ERROR_FILE`): one OperationOutcome per ignored parameter."""
+    return outcomes_ndjson(plan.ignored) if plan.ignored else None
 
 
 def export_body(
@@ -487,89 +510,14 @@ def export_body(
         source["since"] = params.since
     if plan.type_filters:
         source["type_filters"] = list(plan.type_filters)
+    if plan.elements:
+        source["elements"] = list(plan.elements)
+    if plan.patients is not None:
+        # The ids go to the work store under the job id (the kick-off stores them), not here.
+        source["patients"] = {"count": len(plan.patients), "search_params": plan.patient_params}
     return {
         "source": source,
         "destination": {"kind": "blob", "container": container, "path_prefix": job_id},
         "requested_by": requested_by,
         "labels": dict(labels),
     }
-
-
-# --- status, manifest, downloads ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatusAnswer:
-    status: int
-    headers: Mapping[str, str]
-    body: dict[str, Any] | None  # a manifest (200), an OperationOutcome (4xx/5xx), or None (202)
-
-
-def is_frontdoor_job(view: Mapping[str, Any] | None) -> bool:
-    """A live job the front door started: deleted (cancel marker) and cancelled jobs are gone."""
-    if view is None or view.get("cancel_requested") or view.get("state") == "cancelled":
-        return False
-    return bool((view.get("labels") or {}).get(FRONTDOOR_LABEL[0]) == FRONTDOOR_LABEL[1])
-
-
-def progress_text(view: Mapping[str, Any]) -> str:
-    """`running: 1 of 3 types done, 1,234 resources` (always under 100 characters)."""
-    state = str(view.get("state"))
-    progress: Mapping[str, Mapping[str, Any]] = view.get("progress") or {}
-    if state == "queued" or not progress:
-        return state[:MAX_PROGRESS_CHARS]
-    done = sum(1 for p in progress.values() if p.get("state") == "succeeded")
-    resources = sum(int(p.get("resources", 0)) for p in progress.values())
-    head = "retrying after an error" if state == "retrying" else state
-    return f"{head}: {done} of {len(progress)} types done, {resources:,} resources"[:MAX_PROGRESS_CHARS]
-
-
-def retry_after_seconds(state: str) -> int:
-    return _PENDING.get(state, 2)
-
-
-def manifest(view: Mapping[str, Any], file_url: Callable[[str], str]) -> dict[str, Any]:
-    """The IG's completion manifest; files in the request's type order, then by sequence."""
-    order = {t: i for i, t in enumerate(view["request"]["source"]["types"])}
-    files = sorted(view.get("output") or [], key=lambda f: (order.get(f["type"], len(order)), f["sequence"]))
-    return {
-        # The kick-off time: it precedes every read of the source, so a follow-up export with
-        # `_since=transactionTime` misses no change (it may repeat a few).
-        "transactionTime": view["created"],
-        "request": (view.get("labels") or {}).get(REQUEST_LABEL, ""),
-        "requiresAccessToken": True,  # downloads need the same function key as the kick-off
-        "output": [{"type": f["type"], "url": file_url(f["name"]), "count": f["count"]} for f in files],
-        "error": [],
-    }
-
-
-def status_answer(
-    job_id: str, view: Mapping[str, Any] | None, file_url: Callable[[str], str]
-) -> StatusAnswer:
-    """What `GET` on the status URL answers for the job view `job_api.show` returned."""
-    if not is_frontdoor_job(view):
-        return StatusAnswer(404, {}, operation_outcome(Issue("not-found", f"no bulk export {job_id!r}")))
-    assert view is not None  # is_frontdoor_job(None) is False
-    state = str(view["state"])
-    if state in _PENDING:
-        headers = {"X-Progress": progress_text(view), "Retry-After": str(retry_after_seconds(state))}
-        return StatusAnswer(202, headers, None)
-    if state == "succeeded":
-        return StatusAnswer(200, {}, manifest(view, file_url))
-    reason = view.get("last_error") or "no reason was recorded"
-    return StatusAnswer(500, {}, operation_outcome(Issue("exception", f"the export failed: {reason}")))
-
-
-def export_file(view: Mapping[str, Any] | None, name: str) -> tuple[str, str] | None:
-    """(container, blob name) of one output file of a finished front-door job, else None.
-
-    Only names the job's own manifest lists are served, so no request can reach a blob outside
-    the job's prefix."""
-    if not _FILE_NAME.match(name) or not is_frontdoor_job(view):
-        return None
-    assert view is not None
-    if view["state"] != "succeeded" or name not in {f["name"] for f in view.get("output") or []}:
-        return None
-    destination = view["request"]["destination"]
-    prefix = destination.get("path_prefix") or ""
-    return str(destination["container"]), f"{prefix}/{name}" if prefix else name

@@ -17,12 +17,19 @@ from urllib.parse import urlsplit
 
 from shared._strict import check_container_name, check_email, check_http_url
 from shared.errors import PermanentError, ValidationError
+from shared.outbound import OutboundPolicy
+from shared.smart_clients import SmartClient, parse_smart_clients
 
 __all__ = ["Settings", "SettingsError"]
 
 DEFAULT_LOCAL_SECRETS_PATH: Final = Path(".state/secrets")
 DEFAULT_CONTAINER: Final = "exports"
 DEFAULT_SMTP_PORT: Final = 25
+# A job whose record and parts have not changed for this long while its orchestration still runs
+# is hung (e.g. waiting on a child an operator terminated): the reconciler fails it. Far above
+# any legitimate silence: a page takes seconds, the longest durable wait is 5 minutes.
+DEFAULT_JOB_STALL_MINUTES: Final = 120
+MIN_FRONTDOOR_KEY_LENGTH: Final = 16  # Functions keys are 40+ characters; shorter ones are guessable
 
 
 class SettingsError(PermanentError):
@@ -49,6 +56,14 @@ class Settings:
     # Destinations without a secret write here: a connection string locally (Azurite), an account
     # URL in Azure (then DefaultAzureCredential, i.e. the app's managed identity).
     export_storage_connection: str = field(repr=False)
+    job_stall_minutes: int = DEFAULT_JOB_STALL_MINUTES
+    # SMART Backend Services clients of the FHIR front door (SMART_CLIENTS, a JSON list; see
+    # shared.smart_clients), and the keys it accepts from the service's own clients instead of a
+    # bearer token (FHIR_FRONTDOOR_KEYS, comma-separated; a Key Vault reference in Azure).
+    smart_clients: tuple[SmartClient, ...] = ()
+    frontdoor_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Where jobs may call out (OUTBOUND_ALLOW; see shared.outbound): empty = any public host.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     @property
     def uses_key_vault(self) -> bool:
@@ -79,6 +94,10 @@ class Settings:
             admin_email=_optional(values, "ADMIN_EMAIL", check_email),
             export_storage_connection=_optional(values, "EXPORT_STORAGE_CONNECTION", _check_storage)
             or storage,
+            job_stall_minutes=_minutes(values, "JOB_STALL_MINUTES", DEFAULT_JOB_STALL_MINUTES),
+            smart_clients=_smart_clients(values),
+            frontdoor_keys=_frontdoor_keys(values),
+            outbound=_outbound(values),
         )
 
 
@@ -129,6 +148,40 @@ def _check_http_url_setting(name: str, value: str) -> str:
         return check_http_url(name, value)
     except ValidationError as exc:
         raise SettingsError(name, exc.detail) from None
+
+
+def _smart_clients(values: Mapping[str, str]) -> tuple[SmartClient, ...]:
+    try:
+        return parse_smart_clients(values.get("SMART_CLIENTS", "[]"))
+    except ValidationError as exc:
+        message = exc.detail if exc.field == "SMART_CLIENTS" else str(exc)
+        raise SettingsError("SMART_CLIENTS", message) from None
+
+
+def _frontdoor_keys(values: Mapping[str, str]) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in values.get("FHIR_FRONTDOOR_KEYS", "").split(",") if key.strip())
+    if any(len(key) < MIN_FRONTDOOR_KEY_LENGTH for key in keys):
+        # Never echo a key, not even a short one.
+        raise SettingsError(
+            "FHIR_FRONTDOOR_KEYS", f"every key must be at least {MIN_FRONTDOOR_KEY_LENGTH} characters"
+        )
+    return keys
+
+
+def _outbound(values: Mapping[str, str]) -> OutboundPolicy:
+    try:
+        return OutboundPolicy.parse(values.get("OUTBOUND_ALLOW"))
+    except ValueError as exc:
+        raise SettingsError("OUTBOUND_ALLOW", str(exc)) from None
+
+
+def _minutes(values: Mapping[str, str], name: str, default: int) -> int:
+    text = values.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 525_600:
+        raise SettingsError(name, "must be a whole number of minutes between 1 and 525600")
+    return int(text)
 
 
 def _port(values: Mapping[str, str], name: str, default: int) -> int:

@@ -41,6 +41,7 @@ from shared.progress import (
 from shared.retry import DEFAULT as DEFAULT_RETRY
 from shared.retry import RetryPolicy
 from shared.secrets.base import MAX_SECRET_VALUE_LENGTH, check_secret_name
+from shared.sources import check_element, split_type_filters
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -76,11 +77,26 @@ class FhirSourceSpec:
     base_url: str
     types: tuple[str, ...]
     since: str | None = None  # ISO-8601 instant; the source searches `_lastUpdated=gt<since>`
-    type_filters: tuple[str, ...] = ()  # `_typeFilter` values such as "Patient?active=true"
+    # `_typeFilter` queries such as "Patient?active=true"; several for one type are ORed.
+    type_filters: tuple[str, ...] = ()
     page_size: int = 1000
     auth_secret_name: str | None = None
+    # The Bulk Data `_elements` (`name` for every type, `Patient.name` for one), sent as `_elements`.
+    elements: tuple[str, ...] = ()
+    # Restricted to a patient list: how many ids, and each type's patient search parameter. The
+    # ids themselves are in the service's storage (`shared.workstore`, stored by the FHIR front
+    # door's kick-off under the job id), never in the request: it travels through history.
+    patient_count: int = 0
+    patient_search: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def patient_params(self) -> dict[str, str]:
+        return dict(self.patient_search)
 
     def to_dict(self) -> dict[str, Any]:
+        patients = None
+        if self.patient_search:
+            patients = {"count": self.patient_count, "search_params": self.patient_params}
         return {
             "kind": self.kind,
             "base_url": self.base_url,
@@ -89,6 +105,8 @@ class FhirSourceSpec:
             "type_filters": list(self.type_filters),
             "page_size": self.page_size,
             "auth_secret_name": self.auth_secret_name,
+            "elements": list(self.elements),
+            "patients": patients,
         }
 
     @classmethod
@@ -269,13 +287,19 @@ def _read_source(
     if since is not None:
         check_instant(reader.field("since"), since)
     type_filters = reader.texts("type_filters", (), max_items=200)
-    for i, query in enumerate(type_filters):
-        resource_type, sep, params = query.partition("?")
-        if not sep or not params or resource_type not in types:
-            raise ValidationError(
-                f"{reader.field('type_filters')}[{i}]", "must be `Type?query` for one of source.types"
-            )
+    for i, given in enumerate(type_filters):
+        for query in split_type_filters([given]):  # `A?x=1,A?y=2` is two queries, ORed
+            resource_type, sep, params = query.partition("?")
+            if not sep or not params or resource_type not in types:
+                raise ValidationError(
+                    f"{reader.field('type_filters')}[{i}]", "must be `Type?query` for one of source.types"
+                )
+    type_filters = tuple(split_type_filters(type_filters))
     page_size = reader.integer("page_size", 1000, lo=1, hi=10_000)
+    elements = reader.texts("elements", (), max_items=100, max_len=128)
+    for i, element in enumerate(elements):
+        check_element(element, f"{reader.field('elements')}[{i}]")
+    patient_count, patient_search = _read_patients(reader.nested("patients", None), types)
     auth_value: str | None = None
     auth_name: str | None = None
     if api:
@@ -292,8 +316,34 @@ def _read_source(
         type_filters=type_filters,
         page_size=page_size,
         auth_secret_name=auth_name,
+        elements=elements,
+        patient_count=patient_count,
+        patient_search=patient_search,
     )
     return spec, auth_value
+
+
+_SEARCH_PARAM: Final = re.compile(r"^[a-z_][A-Za-z0-9_-]{0,63}$")
+MAX_PATIENTS: Final = 1_000_000
+
+
+def _read_patients(
+    reader: ObjectReader | None, types: tuple[str, ...]
+) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """`{"count": 2000, "search_params": {"Patient": "_id", "Observation": "patient"}}`."""
+    if reader is None:
+        return 0, ()
+    count = reader.integer("count", lo=1, hi=MAX_PATIENTS)
+    params_reader = reader.nested("search_params")
+    search: list[tuple[str, str]] = []
+    for resource_type in types:
+        param = params_reader.text(resource_type, max_len=64)
+        if not _SEARCH_PARAM.match(param):
+            raise ValidationError(params_reader.field(resource_type), "must be a search parameter name")
+        search.append((resource_type, param))
+    params_reader.finish()
+    reader.finish()
+    return count, tuple(search)
 
 
 def _read_destination(
@@ -372,8 +422,9 @@ def _read_labels(reader: ObjectReader | None) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class PageTask:
-    """Read page `page` of `type` at `cursor` and stage it as a block of file `file_sequence`.
-    The block id derives from (type, file_sequence, page), so a retried task replaces its block."""
+    """Read page `page` of `type` at `cursor` (None: the first page of search `query`) and stage
+    it as a block of file `file_sequence`. The block id derives from (type, file_sequence, page),
+    so a retried task replaces its block."""
 
     job_id: str
     request: ExportRequest
@@ -381,6 +432,7 @@ class PageTask:
     cursor: str | None
     page: int
     file_sequence: int
+    query: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -391,6 +443,7 @@ class PageTask:
             "cursor": self.cursor,
             "page": self.page,
             "file_sequence": self.file_sequence,
+            "query": self.query,
         }
 
     @classmethod
@@ -405,6 +458,7 @@ class PageTask:
             cursor=r.text("cursor", None, max_len=16_384),
             page=r.integer("page", lo=0, hi=2**53),
             file_sequence=r.integer("file_sequence", lo=1, hi=2**53),
+            query=r.integer("query", 0, lo=0, hi=2**53),
         )
         r.finish()
         return task

@@ -6,6 +6,7 @@ connection pools and credentials, so they are made once per process, never per c
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Mapping
@@ -15,9 +16,11 @@ import httpx
 
 from shared.config import Settings
 from shared.jobstore import JobStore
+from shared.jti_store import BlobJtiStore
 from shared.secrets.base import SecretStore
 from shared.secrets.factory import make_secret_store
-from shared.sources.factory import shared_http_client
+from shared.smart_auth import SmartAuth, fetch_jwks
+from shared.sources.factory import make_http_client
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Deps:
     secrets: SecretStore
     jobs: JobStore
     http: httpx.Client
+    smart: SmartAuth
 
 
 _lock = threading.Lock()
@@ -34,11 +38,21 @@ _deps: Deps | None = None
 
 def build_deps(env: Mapping[str, str]) -> Deps:
     settings = Settings.from_env(env)
+    secrets = make_secret_store(settings)
+    http = make_http_client(settings.outbound)
+    smart = SmartAuth(
+        settings.smart_clients,
+        secrets=secrets,
+        jti_store=BlobJtiStore.connect(settings.web_jobs_storage),
+        fetch=functools.partial(fetch_jwks, http),
+        frontdoor_keys=settings.frontdoor_keys,
+    )
     return Deps(
         settings=settings,
-        secrets=make_secret_store(settings),
+        secrets=secrets,
         jobs=JobStore.connect(settings.web_jobs_storage),
-        http=shared_http_client(),
+        http=http,
+        smart=smart,
     )
 
 

@@ -23,6 +23,9 @@ class PageDecision:
     commit: bool
     done: bool
     rollover: bool
+    # Nothing staged to commit, but `commit_every_pages` pages were read (empty searches, such
+    # as patient chunks without data): continue-as-new anyway, so history stays bounded.
+    checkpoint: bool = False
 
 
 def start(checkpoint: TypeCheckpoint) -> TypeCheckpoint:
@@ -39,12 +42,22 @@ def after_page(
     current = cp.files[-1]
     if result.resources:
         current = current.with_block(result.block_id, result.size_bytes, result.resources)
-    cp = replace(cp, cursor=result.next_cursor, pages_done=cp.pages_done + 1, files=(*cp.files[:-1], current))
-    done = result.next_cursor is None
+    query = cp.query
+    if result.next_cursor is None and result.next_query is not None:
+        query = result.next_query  # this search is done; the next one starts at its first page
+    cp = replace(
+        cp,
+        cursor=result.next_cursor,
+        query=query,
+        pages_done=cp.pages_done + 1,
+        files=(*cp.files[:-1], current),
+    )
+    done = result.last_page
     full = current.is_full(options.max_file_bytes)
     due = pages_since_commit + 1 >= options.commit_every_pages
     commit = current.pending and (done or full or due)
-    return cp, PageDecision(commit=commit, done=done, rollover=full and not done)
+    restart = due and not current.pending and not done
+    return cp, PageDecision(commit=commit, done=done, rollover=full and not done, checkpoint=restart)
 
 
 def committed(checkpoint: TypeCheckpoint, decision: PageDecision) -> TypeCheckpoint:
@@ -58,6 +71,12 @@ def committed(checkpoint: TypeCheckpoint, decision: PageDecision) -> TypeCheckpo
 def failure_wait_s(failures: int, first_retry_interval_ms: int) -> float:
     """Backoff before the next attempt after `failures` consecutive failed attempts."""
     return compute_backoff(failures, first_retry_interval_ms / 1000.0, MAX_WAIT_S)
+
+
+def preparation_error(failures: int, error: str) -> str:
+    """Why a job failed before any page: its connection checks kept failing."""
+    attempts = "once" if failures == 1 else f"{failures} times in a row"
+    return f"the source or destination could not be reached ({attempts}): {error}"
 
 
 def retry_after_wait_s(requested_s: float) -> float:

@@ -23,6 +23,11 @@ FINISH_ACTIVITY = "export_finish"
 CANCEL_EVENT = "cancel"
 
 
+def type_instance_id(job_id: str, resource_type: str) -> str:
+    """The instance id of a job's type orchestration (DTFx-style: derived, so cancels can reach it)."""
+    return f"{job_id}:{resource_type}"
+
+
 def _request(data: Mapping[str, Any]) -> ExportRequest:
     return ExportRequest.from_dict(data)
 

@@ -3,7 +3,8 @@
 Each takes its task contract and the `Deps`, does its I/O, and returns a small outcome. Only
 `TransientError` escapes (so the durable retry policy runs it again); permanent failures come
 back as outcomes the orchestrator records. Page bytes go from the source straight into a staged
-block here and never reach the orchestrator.
+block here and never reach the orchestrator; so do a restricted export's patient list and the ids
+that de-duplicate ORed searches, which live in the work store (`shared.workstore`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.contracts import CommitResult, ExportRequest, PageResult, PageTask, TypeCheckpoint, file_name
@@ -20,9 +22,12 @@ from shared.destinations.base import Destination, block_id
 from shared.destinations.factory import make_destination
 from shared.errors import PermanentError, RetryAfterError
 from shared.export_tasks import CommitAndRecord, FinishTask, JobInput, PageOutcome, RecordUpdate, StepOutcome
+from shared.jobs import JobState, is_terminal
 from shared.jobstore import utc_now
-from shared.sources.base import Source
+from shared.reconcile_plan import settle_part
+from shared.sources.base import Page, Searches, Source
 from shared.sources.factory import make_source
+from shared.workstore import WorkStore, work_store
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,62 @@ def _cancelled(deps: Deps, job_id: str) -> bool:
     return value
 
 
-def _source(request: ExportRequest, deps: Deps) -> Source:
-    return make_source(request.source, deps.http, _secret(deps, request.source.auth_secret_name))
+def _work(deps: Deps) -> WorkStore:
+    return work_store(deps.settings.web_jobs_storage)
+
+
+_patients_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_kept_cache: OrderedDict[tuple[str, str, int, int], frozenset[str]] = OrderedDict()
+_WORK_CACHE_SIZE = 8  # jobs (patient lists) and runs of searches (kept ids) held per process
+
+
+def _cached(cache: OrderedDict[Any, Any], key: Any, load: Callable[[], Any]) -> Any:
+    with _cache_lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = load()
+    with _cache_lock:
+        cache[key] = value
+        while len(cache) > _WORK_CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
+def _patients(job_id: str, request: ExportRequest, deps: Deps) -> tuple[str, ...] | None:
+    """The patient list a restricted export reads (stored once by the kick-off), else None."""
+    if not request.source.patient_search:
+        return None
+    ids: tuple[str, ...] | None = _cached(_patients_cache, job_id, lambda: _work(deps).patients(job_id))
+    if not ids or len(ids) != request.source.patient_count:
+        with _cache_lock:
+            _patients_cache.pop(job_id, None)
+        raise PermanentError(
+            f"the patient list of export {job_id} is missing or incomplete "
+            f"(expected {request.source.patient_count} ids, found {len(ids or ())})"
+        )
+    return ids
+
+
+def _source(request: ExportRequest, deps: Deps, job_id: str) -> Source:
+    secret = _secret(deps, request.source.auth_secret_name)
+    return make_source(request.source, deps.http, secret, _patients(job_id, request, deps))
+
+
+def _without_earlier(task: PageTask, searches: Searches, page: Page, deps: Deps) -> Page:
+    """The page without resources an earlier search of its run already kept, and the ids it keeps
+    stored when later searches of the run need them (ORed filters: one resource, written once).
+
+    The earlier searches are finished before this one starts, so their ids are read once per
+    process and run; after a crash they are read again from storage, not from history."""
+    earlier = searches.earlier_in_run(task.query)
+    if earlier:
+        key = (task.job_id, task.type, earlier.start, earlier.stop)
+        seen = _cached(_kept_cache, key, lambda: _work(deps).kept_ids(task.job_id, task.type, earlier))
+        page = page.without(seen)
+    if searches.feeds_later(task.query):
+        _work(deps).put_kept_ids(task.job_id, task.type, task.query, task.page, page.line_ids())
+    return page
 
 
 def _destination(request: ExportRequest, deps: Deps) -> Destination:
@@ -82,7 +141,7 @@ def prepare(job: JobInput, deps: Deps) -> StepOutcome:
         return StepOutcome(cancelled=True)
     try:
         _destination(job.request, deps).check_connection()
-        _source(job.request, deps).check_connection()
+        _source(job.request, deps, job.job_id).check_connection()
     except PermanentError as exc:
         log.warning("job %s: preparation failed permanently: %s", job.job_id, exc)
         return StepOutcome(error=str(exc))
@@ -96,7 +155,10 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
     name = file_name(task.type, task.file_sequence)
     block = block_id(task.type, task.file_sequence, task.page)
     try:
-        page = _source(task.request, deps).fetch_page(task.type, task.cursor)
+        source = _source(task.request, deps, task.job_id)
+        searches = source.searches(task.type)
+        page = source.fetch_page(task.type, task.cursor, query=task.query)
+        page = _without_earlier(task, searches, page, deps)
         if page.count:
             _destination(task.request, deps).stage(name, block, page.ndjson)
     except RetryAfterError as exc:
@@ -113,7 +175,8 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
         return PageOutcome(
             PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc))
         )
-    log.info("job %s %s page %d: %d resources staged", task.job_id, task.type, task.page, page.count)
+    log.info("job %s %s page %d (search %d of %d): %d resources staged", task.job_id, task.type,
+             task.page, task.query + 1, searches.count, page.count)  # fmt: skip
     return PageOutcome(
         PageResult(
             type=task.type,
@@ -123,6 +186,7 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
             size_bytes=page.size_bytes,
             resources=page.count,
             next_cursor=page.next_cursor,
+            next_query=None if page.next_cursor else searches.next_query(task.query),
         )
     )
 
@@ -191,15 +255,40 @@ def record(update: RecordUpdate, deps: Deps) -> None:
 
 
 def finish(task: FinishTask, deps: Deps) -> None:
-    """Step 9: delete what must go (partial files on cancel, always the secrets), record the end."""
+    """Step 9, and the one way any job ends (the reconciler calls it too): on cancel delete every
+    file the job wrote; always delete the job's secrets; settle every part in a terminal state;
+    record the outcome. Idempotent: activities run at least once, and a job already ended keeps
+    its first outcome."""
     request = task.request
-    if task.delete_files:
-        _destination(request, deps).delete(task.delete_files)
+    view = deps.jobs.view(task.job_id)
+    stored = view.types if view is not None else {}
+    if task.state == JobState.CANCELLED.value:
+        recorded = {f["name"] for p in stored.values() for f in p.get("files", [])}
+        names = sorted(set(task.delete_files) | recorded)
+        if names:
+            _destination(request, deps).delete(names)
     for name in (request.source.auth_secret_name, request.destination.secret_name):
         if name:
             deps.secrets.delete(name)
             _forget_secret(name)
+    if request.source.patient_search or request.source.type_filters:
+        _work(deps).delete_job(task.job_id)  # patient list, de-duplication ids
     with _cache_lock:
         _cancel_seen.pop(task.job_id, None)
-    deps.jobs.update_record(task.job_id, state=task.state, outcome=dict(task.outcome), finished=utc_now())
+        _patients_cache.pop(task.job_id, None)
+        for key in [k for k in _kept_cache if k[0] == task.job_id]:
+            del _kept_cache[key]
+    if view is None or is_terminal(JobState(view.record["state"])):
+        log.info("job %s had already ended; its outcome stands", task.job_id)
+        return
+    error = task.outcome.get("error")
+    for resource_type in request.source.types:
+        current = stored.get(resource_type, {})
+        settled = settle_part(current, JobState(task.state), error)
+        if settled != current:
+            deps.jobs.put_type_progress(task.job_id, resource_type, {**settled, "updated": utc_now()})
+    changes: dict[str, Any] = {"state": task.state, "outcome": dict(task.outcome), "finished": utc_now()}
+    if error:
+        changes["last_error"] = error
+    deps.jobs.update_record(task.job_id, **changes)
     log.info("job %s finished: %s", task.job_id, task.state)

@@ -1,4 +1,4 @@
-"""What the export job API does, framework-free: submit, show, list, cancel.
+"""What the export job API does, framework-free: submit, show, list, cancel, reconcile.
 
 Submission validates the request (a `ValidationError` names the field), moves the secret values
 into the secret store under per-job names, and writes the job record as `queued` before the
@@ -7,18 +7,28 @@ orchestration starts, so an accepted job always has a record. The views never co
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contracts import parse_export_request, with_secret_names
+import httpx
+
+from shared import exporting
+from shared.contracts import ExportRequest, parse_export_request, with_secret_names
 from shared.deps import Deps
 from shared.errors import ValidationError
-from shared.export_tasks import JobInput
-from shared.jobs import TERMINAL_STATES, JobState
+from shared.export_tasks import FinishTask, JobInput
+from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobView, utc_now
+from shared.outbound import OutboundRefused
+from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
+from shared.workstore import work_store
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         default_base_url=deps.settings.default_fhir_base_url,
         default_container=deps.settings.default_container,
     )
+    check_outbound(deps, request.source.base_url, "source.base_url")
     job_id = job_id or uuid.uuid4().hex
     auth_name = dest_name = None
     if secrets.source_auth:
@@ -60,12 +71,25 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     return Submitted(JobInput(job_id, request), record)
 
 
+def check_outbound(deps: Deps, url: str, field: str) -> None:
+    """Refuse at submission a URL the outbound policy would refuse at every call (naming the
+    field). A name that does not resolve now is let through: DNS may be down for a moment, and
+    the job's retries cover that."""
+    try:
+        deps.settings.outbound.check_url(url)
+    except OutboundRefused as exc:
+        raise ValidationError(field, str(exc)) from None
+    except httpx.ConnectError:
+        pass
+
+
 def abandon(submitted: Submitted, deps: Deps, reason: str) -> None:
     """The orchestration could not be started: the job did not happen; drop what submit made."""
     request = submitted.job.request
     for name in (request.source.auth_secret_name, request.destination.secret_name):
         if name:
             deps.secrets.delete(name)
+    work_store(deps.settings.web_jobs_storage).delete_job(submitted.job.job_id)
     deps.jobs.update_record(submitted.job.job_id, state=JobState.FAILED.value, last_error=reason)
 
 
@@ -111,7 +135,7 @@ def present(view: JobView) -> dict[str, Any]:
 
 
 def show(job_id: str, deps: Deps) -> dict[str, Any] | None:
-    view = deps.jobs.view(job_id)
+    view = find(job_id, deps)
     return present(view) if view else None
 
 
@@ -153,12 +177,66 @@ def list_jobs(params: Mapping[str, str], deps: Deps) -> dict[str, Any]:
     }
 
 
-def request_cancel(job_id: str, deps: Deps) -> dict[str, Any] | None:
-    """Mark the job for cancellation; None if unknown. Terminal jobs are returned unchanged."""
-    view = deps.jobs.view(job_id)
+def valid_job_id(job_id: str) -> bool:
+    """Ids this service makes (uuid hex, or the front door's); anything else names no job."""
+    return bool(_JOB_ID.match(job_id))
+
+
+def find(job_id: str, deps: Deps) -> JobView | None:
+    return deps.jobs.view(job_id) if valid_job_id(job_id) else None
+
+
+def active_jobs(deps: Deps, limit: int) -> list[str]:
+    """Ids of jobs not yet ended (queued, running, retrying), at most `limit`."""
+    found: list[str] = []
+    for state in (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING):
+        continuation = None
+        while len(found) < limit:
+            page = deps.jobs.list(state=state.value, limit=min(500, limit), continuation=continuation)
+            found += [j.job_id for j in page.jobs]
+            continuation = page.continuation
+            if continuation is None:
+                break
+    return found[:limit]
+
+
+def mark_cancel(job_id: str, deps: Deps) -> JobView | None:
+    """Write the job's cancel marker unless it has ended; None if there is no such job."""
+    view = find(job_id, deps)
     if view is None:
         return None
-    if view.record["state"] not in {s.value for s in TERMINAL_STATES}:
+    if not is_ended(view):
         deps.jobs.request_cancel(job_id)
         view.cancel_requested = True
-    return present(view)
+    return view
+
+
+def is_ended(view: JobView) -> bool:
+    return is_terminal(JobState(view.record["state"]))
+
+
+def judge(
+    view: JobView, runtime: RuntimeStatus, deps: Deps, *, now: dt.datetime | None = None
+) -> Verdict | None:
+    """The end a job must be given because of what its orchestration did (see `reconcile_plan`)."""
+    return decide(
+        view.record,
+        view.types.values(),
+        view.cancel_requested,
+        runtime,
+        now=now or dt.datetime.now(dt.UTC),
+        stall_after=dt.timedelta(minutes=deps.settings.job_stall_minutes),
+    )
+
+
+def settle(view: JobView, verdict: Verdict, deps: Deps) -> None:
+    """Record the verdict the way a job's own end is recorded: the same clean-up, the same outcome."""
+    record = view.record
+    request = ExportRequest.from_dict(record["request"])
+    outcome = {
+        "state": verdict.state.value,
+        "error": verdict.reason,
+        "resources": sum(int(p.get("resources", 0)) for p in view.types.values()),
+        "types": {t: view.types.get(t, {}).get("state", "queued") for t in request.source.types},
+    }
+    exporting.finish(FinishTask(str(record["id"]), request, verdict.state.value, outcome), deps)

@@ -104,11 +104,13 @@ class TypeCheckpoint:
     """Where the export of one resource type stands; enough to resume after any crash."""
 
     type: str
-    cursor: str | None = None  # the source's continuation (e.g. a next link); None before page 1
+    # The source's continuation (e.g. a next link) within search `query`; None before its page 1.
+    cursor: str | None = None
     pages_done: int = 0
     files: tuple[FileState, ...] = ()
     done: bool = False
     consecutive_failures: int = 0
+    query: int = 0  # which of the type's searches (`shared.sources.Searches`) is being read
 
     @property
     def current_file(self) -> FileState | None:
@@ -123,6 +125,7 @@ class TypeCheckpoint:
             "files": [f.to_dict() for f in self.files],
             "done": self.done,
             "consecutive_failures": self.consecutive_failures,
+            "query": self.query,
         }
 
     @classmethod
@@ -137,6 +140,7 @@ class TypeCheckpoint:
             files=files,
             done=r.flag("done", False),
             consecutive_failures=r.integer("consecutive_failures", 0, lo=0, hi=_BIG),
+            query=r.integer("query", 0, lo=0, hi=_BIG),
         )
         r.finish()
         return checkpoint
@@ -153,12 +157,14 @@ class PageResult:
     block_id: str
     size_bytes: int = 0
     resources: int = 0
-    next_cursor: str | None = None  # None: this was the type's last page
+    next_cursor: str | None = None  # None: this was the last page of its search
     error: str | None = None
+    # With no next_cursor: the search to read next (from its first page); None: the type is done.
+    next_query: int | None = None
 
     @property
     def last_page(self) -> bool:
-        return self.error is None and self.next_cursor is None
+        return self.error is None and self.next_cursor is None and self.next_query is None
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **_plain(self)}
@@ -176,6 +182,7 @@ class PageResult:
             resources=r.integer("resources", 0, lo=0, hi=_BIG),
             next_cursor=r.text("next_cursor", None, max_len=16_384),
             error=r.text("error", None, max_len=4096),
+            next_query=r.integer("next_query", None, lo=0, hi=_BIG),
         )
         r.finish()
         return result

@@ -2,12 +2,12 @@
 
 base.py      Page, Source (protocol), SourceSpec (what make_source reads)
 fhir.py      FhirSource: FHIR search paging with next-link cursors
-factory.py   make_source(spec, http_client, secret_value), shared_http_client()
-_query.py    the first search URL per type (since, _typeFilter, _count), validated
+factory.py   make_source(spec, http_client, secret_value), make_http_client(policy)
+_query.py    the searches per type (since, ORed _typeFilters, patient chunks, _elements, _count)
 _bundle.py   searchset Bundle -> NDJSON + next link, malformed pages -> SourceDataError
 _http.py     HTTP status / transport error -> shared.errors classification
 
-`classify_status`, `classify_transport_error`, `redact_url` and `parse_type_filters` are public
+`classify_status`, `classify_transport_error`, `redact_url` and the query helpers are public
 here for other FHIR readers (the Bulk Data front door, `shared.bulkdata`); import them from this
 package, not from the private modules.
 """
@@ -15,20 +15,31 @@ package, not from the private modules.
 from __future__ import annotations
 
 from shared.sources._http import classify_status, classify_transport_error, redact_url
-from shared.sources._query import parse_type_filters
-from shared.sources.base import Page, Source, SourceSpec
-from shared.sources.factory import make_source, shared_http_client
+from shared.sources._query import (
+    check_element,
+    elements_for,
+    member_chunks,
+    parse_type_filters,
+    split_type_filters,
+)
+from shared.sources.base import Page, Searches, Source, SourceSpec
+from shared.sources.factory import make_http_client, make_source
 from shared.sources.fhir import FhirSource
 
 __all__ = [
     "FhirSource",
     "Page",
+    "Searches",
     "Source",
     "SourceSpec",
+    "check_element",
     "classify_status",
     "classify_transport_error",
+    "elements_for",
     "make_source",
+    "member_chunks",
     "parse_type_filters",
     "redact_url",
-    "shared_http_client",
+    "make_http_client",
+    "split_type_filters",
 ]

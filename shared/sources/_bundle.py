@@ -4,6 +4,8 @@ Only entries that are search matches are exported: `search.mode == "match"` or n
 (servers may omit it). `outcome` entries (OperationOutcome warnings such as "unknown parameter
 ignored") are skipped, as are `include` entries, which the export never asks for. Anything that
 is not what FHIR promises raises `SourceDataError` naming the type, the page URL and the entry.
+Resources of a search with `_elements` are marked SUBSETTED in `meta.tag` (the Bulk Data IG's
+rule) unless the server already did.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from urllib.parse import urljoin
 
 from shared.errors import SourceDataError
 
-__all__ = ["ParsedPage", "parse_searchset"]
+__all__ = ["SUBSETTED_TAG", "ParsedPage", "mark_subsetted", "parse_searchset"]
 
 log = logging.getLogger(__name__)
 
 _SKIPPED_MODES = frozenset({"outcome", "include"})
+SUBSETTED_TAG: dict[str, str] = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class ParsedPage:
     ndjson: bytes
     count: int
     next_url: str | None
+    ids: tuple[str, ...] = ()  # of each line, in order
 
 
 def _fail(resource_type: str, url: str, problem: str) -> SourceDataError:
@@ -53,8 +61,27 @@ def _serialize(resource: dict[str, Any]) -> bytes:
     return json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def parse_searchset(body: bytes, resource_type: str, url: str) -> ParsedPage:
-    """Validate a searchset page of `resource_type` read from `url` (already redacted)."""
+def mark_subsetted(resource: dict[str, Any]) -> None:
+    """Add the SUBSETTED tag to `meta.tag`, unless it is there already."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict):
+        meta = resource["meta"] = {}
+    tags = meta.get("tag")
+    if not isinstance(tags, list):
+        tags = meta["tag"] = []
+    for tag in tags:
+        if (
+            isinstance(tag, dict)
+            and tag.get("code") == SUBSETTED_TAG["code"]
+            and tag.get("system") == SUBSETTED_TAG["system"]
+        ):
+            return
+    tags.append(dict(SUBSETTED_TAG))
+
+
+def parse_searchset(body: bytes, resource_type: str, url: str, *, subsetted: bool = False) -> ParsedPage:
+    """Validate a searchset page of `resource_type` read from `url` (already redacted);
+    `subsetted`: the search asked for `_elements`, so every resource is marked SUBSETTED."""
     try:
         bundle: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -68,6 +95,7 @@ def parse_searchset(body: bytes, resource_type: str, url: str) -> ParsedPage:
         raise _fail(resource_type, url, "Bundle.entry is not a list")
 
     lines: list[bytes] = []
+    ids: list[str] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise _fail(resource_type, url, f"entry {index} is not an object")
@@ -91,7 +119,10 @@ def parse_searchset(body: bytes, resource_type: str, url: str) -> ParsedPage:
         resource_id = resource.get("id")
         if not isinstance(resource_id, str) or not resource_id:
             raise _fail(resource_type, url, f"entry {index} has no id")
+        if subsetted:
+            mark_subsetted(resource)
         lines.append(_serialize(resource))
+        ids.append(resource_id)
 
     next_url = _next_link(bundle, resource_type, url)
-    return ParsedPage(ndjson=b"".join(lines), count=len(lines), next_url=next_url)
+    return ParsedPage(ndjson=b"".join(lines), count=len(lines), next_url=next_url, ids=tuple(ids))

@@ -2,16 +2,17 @@
 
 A source pages through one resource type with an opaque, plain-string cursor that the caller keeps
 in its checkpoint (durable history), so a crashed or `continue_as_new`-ed export resumes exactly
-where it stopped. Nothing here does I/O; implementations live one per module (`fhir.py`).
+where it stopped; a type may take several searches (`Searches`), and the checkpoint keeps which. Nothing here does I/O; implementations live one per module (`fhir.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Page", "Source", "SourceSpec"]
+__all__ = ["Page", "Searches", "Source", "SourceSpec"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Page:
     next_cursor: str | None
     # The URL this page was read from (credentials removed), for logs and error messages.
     url: str = ""
+    # The id of each line, in order (empty when the source does not say; then `without` parses).
+    ids: tuple[str, ...] = ()
 
     @property
     def is_last(self) -> bool:
@@ -38,6 +41,45 @@ class Page:
     @property
     def size_bytes(self) -> int:
         return len(self.ndjson)
+
+    def line_ids(self) -> tuple[str, ...]:
+        if self.ids or not self.count:
+            return self.ids
+        return tuple(str(json.loads(line)["id"]) for line in self.ndjson.splitlines())
+
+    def without(self, seen: Collection[str]) -> Page:
+        """This page without the resources whose ids are in `seen` (found by an earlier search)."""
+        ids = self.line_ids()
+        if not seen or not any(i in seen for i in ids):
+            return self
+        kept = [(line, i) for line, i in zip(self.ndjson.splitlines(), ids, strict=True) if i not in seen]
+        body = b"".join(line + b"\n" for line, _ in kept)
+        ids = tuple(i for _, i in kept)
+        return Page(self.resource_type, body, len(kept), self.next_cursor, self.url, ids)
+
+
+@dataclass(frozen=True)
+class Searches:
+    """How one type's export splits into searches, run one after another (query 0, 1, ...).
+
+    Consecutive runs of `overlap` searches may find the same resource (the ORed filters of one
+    patient chunk); searches of different runs never do. So a search's results are checked only
+    against the ids kept by the earlier searches of its run, and only when `overlap > 1`.
+    """
+
+    count: int = 1
+    overlap: int = 1
+
+    def next_query(self, query: int) -> int | None:
+        return query + 1 if query + 1 < self.count else None
+
+    def earlier_in_run(self, query: int) -> range:
+        """The searches whose kept ids `query`'s results must not repeat (empty: no check)."""
+        return range(query - query % self.overlap, query)
+
+    def feeds_later(self, query: int) -> bool:
+        """Whether later searches need the ids `query` keeps."""
+        return query % self.overlap < self.overlap - 1 and query + 1 < self.count
 
 
 @runtime_checkable
@@ -52,8 +94,13 @@ class Source(Protocol):
         """Cheap round trip proving the source is reachable and accepts our credentials."""
         ...
 
-    def fetch_page(self, resource_type: str, cursor: str | None) -> Page:
-        """The first page of `resource_type` when `cursor` is None, else the page `cursor` names."""
+    def fetch_page(self, resource_type: str, cursor: str | None, *, query: int = 0) -> Page:
+        """The first page of search `query` of `resource_type` when `cursor` is None, else the
+        page `cursor` names (a cursor belongs to the search that returned it)."""
+        ...
+
+    def searches(self, resource_type: str) -> Searches:
+        """How many searches the type's export takes, and which may overlap."""
         ...
 
 
@@ -80,3 +127,11 @@ class SourceSpec(Protocol):
 
     @property
     def page_size(self) -> int: ...
+
+    @property
+    def elements(self) -> Sequence[str]: ...
+
+    @property
+    def patient_params(self) -> Mapping[str, str]:
+        """Type -> the search parameter restricting it to patients; empty: not restricted."""
+        ...

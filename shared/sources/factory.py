@@ -6,15 +6,16 @@ already-resolved secret) instead of building them, so activities stay thin and t
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 
 import httpx
 
 from shared.errors import ValidationError
+from shared.outbound import OutboundPolicy, guarded_transport
 from shared.sources.base import Source, SourceSpec
 from shared.sources.fhir import FhirSource
 
-__all__ = ["SOURCE_KINDS", "make_source", "shared_http_client"]
+__all__ = ["SOURCE_KINDS", "make_source", "make_http_client"]
 
 SOURCE_KINDS = ("fhir",)
 
@@ -24,18 +25,25 @@ _TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 _LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 
 
-@functools.cache
-def shared_http_client() -> httpx.Client:
-    """The one `httpx.Client` of this process (connection pool reuse across activity calls).
+def make_http_client(policy: OutboundPolicy) -> httpx.Client:
+    """The `httpx.Client` every outbound call of a job goes through (built once per process, in
+    `shared.deps`, so its connection pool is reused across activity calls).
 
-    Redirects are not followed: a FHIR search never needs one, and following one could carry
-    the bearer token to another host.
+    It connects only where the outbound policy allows. Redirects are not followed: a FHIR search
+    never needs one, and following one could carry the bearer token to another host.
     """
-    return httpx.Client(timeout=_TIMEOUT, limits=_LIMITS, follow_redirects=False)
+    transport = guarded_transport(policy, limits=_LIMITS)
+    return httpx.Client(timeout=_TIMEOUT, transport=transport, follow_redirects=False)
 
 
-def make_source(spec: SourceSpec, http_client: httpx.Client, secret_value: str | None) -> Source:
-    """The source described by `spec`; `secret_value` is its bearer token (None: no auth)."""
+def make_source(
+    spec: SourceSpec,
+    http_client: httpx.Client,
+    secret_value: str | None,
+    patients: Sequence[str] | None = None,
+) -> Source:
+    """The source described by `spec`; `secret_value` is its bearer token (None: no auth);
+    `patients` the ids a patient-restricted spec (`spec.patient_params`) is restricted to."""
     if spec.kind == "fhir":
         return FhirSource(
             http_client,
@@ -44,6 +52,9 @@ def make_source(spec: SourceSpec, http_client: httpx.Client, secret_value: str |
             since=spec.since,
             type_filters=tuple(spec.type_filters),
             page_size=spec.page_size,
+            elements=tuple(spec.elements),
+            patient_params=dict(spec.patient_params) or None,
+            patients=patients,
             bearer_token=secret_value,
         )
     raise ValidationError("kind", f"unknown source kind {spec.kind!r} (known: {', '.join(SOURCE_KINDS)})")

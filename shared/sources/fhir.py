@@ -1,7 +1,8 @@
 """`FhirSource`: page through a FHIR R4 server's search API, one resource type at a time.
 
 The cursor is the server's absolute `Bundle.link[next]` URL, so resuming needs no server-side
-state of ours. The process-wide `httpx.Client` is passed in (built once, see `factory`), and the
+state of ours; a type's several searches (`FhirQuery.searches`) are told apart by the caller's
+`query` index, needed only for a first page. The process-wide `httpx.Client` is passed in (built once, see `factory`), and the
 bearer token is passed in already resolved; it is sent only to the server's own origin and never
 appears in messages or logs. At most one page is held in memory, bounded by `max_page_bytes`.
 """
@@ -10,17 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from shared.errors import PermanentError, SourceDataError
+from shared.errors import PermanentError, SourceDataError, TransientError
+from shared.outbound import OutboundRefused
 from shared.sources._bundle import parse_searchset
 from shared.sources._http import DEFAULT_RETRY_AFTER_S, classify_status, classify_transport_error, redact_url
 from shared.sources._query import FhirQuery, validate_resource_type
-from shared.sources.base import Page
+from shared.sources.base import Page, Searches
 
 __all__ = ["DEFAULT_MAX_PAGE_BYTES", "FhirSource"]
 
@@ -54,13 +56,25 @@ class FhirSource:
         since: str | None = None,
         type_filters: Sequence[str] = (),
         page_size: int = 1000,
+        elements: Sequence[str] = (),
+        patient_params: Mapping[str, str] | None = None,
+        patients: Sequence[str] | None = None,
         bearer_token: str | None = None,
         default_retry_after_s: float = DEFAULT_RETRY_AFTER_S,
         max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._client = http_client
-        self.query = FhirQuery.build(base_url, types, since, type_filters, page_size)
+        self.query = FhirQuery.build(
+            base_url,
+            types,
+            since,
+            type_filters,
+            page_size,
+            elements=elements,
+            patient_params=patient_params,
+            patients=patients,
+        )
         self._origin = _origin(httpx.URL(self.query.base_url))
         self._token = bearer_token or None
         self._default_retry_after_s = default_retry_after_s
@@ -71,27 +85,55 @@ class FhirSource:
         return f"FhirSource({redact_url(self.query.base_url)!r}, types={list(self.query.types)!r})"
 
     def check_connection(self) -> None:
+        """The source answers: its CapabilityStatement, or else one resource of a search.
+
+        Many servers answer searches well but serve no `/metadata` (a 404, an HTML page, a FHIR
+        facade); such a source must not fail every export, so a one-resource search of the first
+        type decides instead, with a warning. A transient failure of `/metadata` (5xx, timeout,
+        429) is raised as it is: the retry policy runs the check again.
+        """
         url = self.query.metadata_url
         what = f"metadata {redact_url(url)}"
-        body = self._get(url, what, _MAX_METADATA_BYTES)
         try:
-            document: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            document = None
-        if not isinstance(document, dict) or document.get("resourceType") != "CapabilityStatement":
-            # A 200 that is not FHIR: typically a login page or a proxy in front of the server.
-            raise SourceDataError(f"{what}: response is not a CapabilityStatement")
+            body = self._get(url, what, _MAX_METADATA_BYTES)
+            if _is_capability_statement(body):
+                return
+            # A 200 that is not FHIR: a login page, a proxy, or a server without /metadata.
+            problem: PermanentError = SourceDataError(f"{what}: response is not a CapabilityStatement")
+        except (TransientError, OutboundRefused):
+            raise
+        except PermanentError as exc:
+            problem = exc
+        if not self.query.types:
+            raise problem
+        resource_type = self.query.types[0]
+        probe = str(httpx.URL(self.query.first_url(resource_type)).copy_set_param("_count", "1"))
+        shown = redact_url(probe)
+        try:
+            parse_searchset(self._get(probe, f"search {shown}", self._max_page_bytes), resource_type, shown)
+        except PermanentError as exc:
+            raise PermanentError(f"{problem}; and a search failed too: {exc}") from exc
+        log.warning(
+            "source %s: %s; a %s search works, so the export goes on",
+            redact_url(self.query.base_url),
+            problem,
+            resource_type,
+        )
 
-    def fetch_page(self, resource_type: str, cursor: str | None) -> Page:
+    def searches(self, resource_type: str) -> Searches:
+        return self.query.searches(resource_type)
+
+    def fetch_page(self, resource_type: str, cursor: str | None, *, query: int = 0) -> Page:
         validate_resource_type(resource_type, "resource_type")
-        url = self.query.first_url(resource_type) if cursor is None else cursor
+        url = self.query.first_url(resource_type, query) if cursor is None else cursor
         shown = redact_url(url)
         if not self._same_origin(url):
             # A cursor comes from our own checkpoint, seeded by the server's next link; a foreign
             # origin means a corrupted checkpoint or a hostile server, and would leak the token.
             raise PermanentError(f"{resource_type} page {shown}: cursor is not on the source's origin")
         body = self._get(url, f"{resource_type} page {shown}", self._max_page_bytes)
-        parsed = parse_searchset(body, resource_type, shown)
+        subsetted = bool(self.query.elements_of(resource_type))
+        parsed = parse_searchset(body, resource_type, shown, subsetted=subsetted)
         next_url = parsed.next_url
         if next_url is not None:
             if not self._same_origin(next_url):
@@ -101,7 +143,7 @@ class FhirSource:
         log.debug(
             "%s page %s: %d resources, %d bytes", resource_type, shown, parsed.count, len(parsed.ndjson)
         )
-        return Page(resource_type, parsed.ndjson, parsed.count, next_url, url=shown)
+        return Page(resource_type, parsed.ndjson, parsed.count, next_url, url=shown, ids=parsed.ids)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -137,6 +179,14 @@ class FhirSource:
         if not complete:
             raise SourceDataError(f"{what}: page is larger than {limit} bytes; lower page_size")
         return body
+
+
+def _is_capability_statement(body: bytes) -> bool:
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("resourceType") == "CapabilityStatement"
 
 
 def _read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:

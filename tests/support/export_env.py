@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from azure.storage.blob import ContainerClient
 
+from selfhost.keys import load_or_create_keys
 from shared.validation import ValidationReport, iter_export_files, validate_export
 from tests.support.azurite import Azurite
 from tests.support.fhir_server import FhirTestServer
@@ -25,6 +26,7 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
         "LOCAL_SECRETS_PATH": str(tmp / "secrets"),
         "KEY_VAULT_URL": "",
         "EXPORT_DEFAULT_FHIR_BASE_URL": fhir.base_url,
+        "OUTBOUND_ALLOW": "127.0.0.1,localhost",  # every test server listens there
         "EXPORT_DEFAULT_CONTAINER": "exports",
         "SMTP_HOST": "",
         "MAIL_FROM": "",
@@ -34,7 +36,13 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
 
 
 def start_service(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str) -> RuntimeProcess:
-    return RuntimeProcess(ROOT, tmp / "state", env=service_env(azurite, fhir, tmp, **extra)).start()
+    """The service on a fresh state folder. The FHIR front door checks its own keys, so its
+    FHIR_FRONTDOOR_KEYS is the runtime's default function key, made here before the runtime
+    starts (the runtime keeps the keys.json it finds)."""
+    state = tmp / "state"
+    key = load_or_create_keys(state).default_function_key
+    env = service_env(azurite, fhir, tmp, **{"FHIR_FRONTDOOR_KEYS": key, **extra})
+    return RuntimeProcess(ROOT, state, env=env).start()
 
 
 class ExportClient:

@@ -8,6 +8,7 @@ Ids sort in index order (`patient-00000042`), which gives the server its stable 
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ _XHTML_OPEN = '<div xmlns="http://www.w3.org/1999/xhtml">'
 # Search parameters the test server understands beyond _count/_lastUpdated/ct, per type, as the
 # value they compare against (token equality on the generated field).
 SEARCH_PARAMS: dict[str, dict[str, Callable[[dict[str, Any]], str | None]]] = {
-    "Patient": {"gender": lambda r: r.get("gender")},
+    "Patient": {"gender": lambda r: r.get("gender"), "active": lambda r: str(r.get("active")).lower()},
     "Observation": {"status": lambda r: r.get("status")},
     "Encounter": {"status": lambda r: r.get("status")},
     "Condition": {"clinical-status": lambda r: r["clinicalStatus"]["coding"][0]["code"]},
@@ -131,9 +132,16 @@ class FhirDataset:
                     return False
         return True
 
-    def ids(self, resource_type: str, criteria: Criteria | None = None) -> Iterator[str]:
+    def subject_id(self, resource_type: str, index: int) -> str | None:
+        """The patient id in `subject` (what `patient=` searches), without building the resource."""
+        if resource_type == "Patient" or resource_type not in _BUILDERS:
+            return None
+        return self.resource_id("Patient", index % max(1, self.count("Patient")))
+
+    def ids(self, resource_type: str, *criteria: Criteria) -> Iterator[str]:
+        """Ids matching any of `criteria` (none given: every id)."""
         for index in range(self.count(resource_type)):
-            if criteria is None or self.matches(resource_type, index, criteria):
+            if not criteria or any(self.matches(resource_type, index, c) for c in criteria):
                 yield self.resource_id(resource_type, index)
 
     def expected_ids(
@@ -142,10 +150,17 @@ class FhirDataset:
         since: str | None = None,
         type_filters: Sequence[str] = (),
     ) -> dict[str, Iterator[str]]:
-        """type -> ids an export with these parameters must produce (lazy; `since` is exclusive)."""
-        filters = {raw.partition("?")[0]: parse_qsl(raw.partition("?")[2]) for raw in type_filters}
+        """type -> ids an export with these parameters must produce (lazy; `since` is exclusive).
+        Several filters for one type, repeated or comma-separated (`A?x=1,A?y=2`), are ORed."""
+        filters: dict[str, list[list[tuple[str, str]]]] = {}
+        for raw in type_filters:
+            for query in re.split(r",(?=[A-Z][A-Za-z]+\?)", raw):
+                filters.setdefault(query.partition("?")[0], []).append(parse_qsl(query.partition("?")[2]))
         return {
-            resource_type: self.ids(resource_type, Criteria.from_since(since, filters.get(resource_type, ())))
+            resource_type: self.ids(
+                resource_type,
+                *(Criteria.from_since(since, f) for f in filters.get(resource_type, [[]])),
+            )
             for resource_type in (types if types is not None else self.types)
         }
 

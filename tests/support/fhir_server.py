@@ -7,130 +7,66 @@
 
 Serves `GET /fhir/metadata`, `GET /fhir/{Type}?_count=&_lastUpdated=&<token params>&ct=` (searchset
 Bundles, ordered by id, absolute `next` links with an opaque `ct` cursor) and `GET /fhir/{Type}/{id}`.
-Optional `groups` (id -> member patient ids) are served as `GET /fhir/Group/{id}`; searches honour
-`_id=<ids>` and `patient=<ids or Patient/ids>` (comma lists), as a Group export restricts by them.
+Optional `groups` (id -> member patient ids; `add_group` adds more) are served as
+`GET /fhir/Group/{id}`; searches honour `_id=<ids>` and `patient=<ids or Patient/ids>` (comma
+lists, looked up by index, so a 10,000-member group exports in chunks quickly), token parameters
+such as `gender=male,female`, and `_elements=a,b` (only those top-level elements, plus id and
+meta; tagged SUBSETTED only with `tag_subsetted`; `elements_supported=False` leaves `_elements`
+out of the CapabilityStatement and ignores it, as a server without the feature would).
 Resources come from `FhirDataset`, computed from their index, so 200,000 of them cost no memory.
 Unknown search parameters are ignored with an `outcome` entry, as lenient real servers do
 (`Prefer: handling=strict` makes them a 400).
+Faults to inject (`Fault`, `FaultSet`) are in `tests.support.fhir_faults`, re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import json
 import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tests.support.fhir_data import SEARCH_PARAMS, Criteria, FhirDataset, LastUpdatedFilter, format_instant
+from tests.support.fhir_faults import (
+    ArmedFault,
+    BrokenKind,
+    Fault,
+    FaultKind,
+    FaultSet,
+    FhirRequest,
+    break_page,
+)
 from tests.support.ports import free_port
+
+__all__ = [
+    "ArmedFault",
+    "BrokenKind",
+    "Fault",
+    "FaultKind",
+    "FaultSet",
+    "FhirRequest",
+    "FhirTestServer",
+    "decode_cursor",
+    "encode_cursor",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
-FaultKind = Literal["status", "slow", "broken", "drop", "truncate"]
-BrokenKind = Literal["json", "not-bundle", "no-resource", "wrong-type"]
 DEFAULT_COUNT = 50
-_CONTROL_PARAMS = frozenset({"_count", "_lastUpdated", "ct"})
+_CONTROL_PARAMS = frozenset({"_count", "_lastUpdated", "ct", "_elements"})
+_SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 # Member restrictions (any type): `_id` on the resource's id, `patient` on its subject reference.
 _MEMBER_PARAMS = frozenset({"_id", "patient"})
-
-
-@dataclass(frozen=True)
-class FhirRequest:
-    """One request as the server saw it (kept in `FhirTestServer.requests`)."""
-
-    method: str
-    path: str
-    params: tuple[tuple[str, str], ...]
-    resource_type: str | None  # None for /metadata and unknown paths
-    page: int | None  # 1-based page number of a search, None otherwise
-    authorization: str | None
-
-    def param(self, name: str) -> list[str]:
-        return [value for key, value in self.params if key == name]
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A misbehaviour to inject into matching requests.
-
-    kind="status":   answer `status` with an OperationOutcome (`diagnostics`) and `retry_after`.
-    kind="slow":     wait `delay_s` seconds, then answer normally.
-    kind="broken":   answer 200 with a malformed page (`broken`: json, not-bundle, no-resource,
-                     wrong-type).
-    kind="drop":     close the connection without answering.
-    kind="truncate": send headers and half the body, then close.
-    Matching: `resource_type` (None: any request, /metadata included), `page` (1-based; None: any),
-    and `match` (a predicate on the request). `times` is how often it fires (None: always).
-    """
-
-    kind: FaultKind
-    status: int = 503
-    retry_after: str | None = None
-    delay_s: float = 0.0
-    broken: BrokenKind = "json"
-    diagnostics: str = "injected fault"
-    resource_type: str | None = None
-    page: int | None = None
-    times: int | None = 1
-    match: Callable[[FhirRequest], bool] | None = None
-
-    def applies_to(self, request: FhirRequest) -> bool:
-        if self.resource_type is not None and request.resource_type != self.resource_type:
-            return False
-        if self.page is not None and request.page != self.page:
-            return False
-        return self.match is None or self.match(request)
-
-
-class ArmedFault:
-    """A fault added to a server: how often it has fired so far."""
-
-    def __init__(self, fault: Fault) -> None:
-        self.fault = fault
-        self.fired = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.fault.times is not None and self.fired >= self.fault.times
-
-
-class FaultSet:
-    """Thread-safe list of armed faults; the first one that applies and is not exhausted fires."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed: list[ArmedFault] = []
-
-    def add(self, fault: Fault) -> ArmedFault:
-        armed = ArmedFault(fault)
-        with self._lock:
-            self._armed.append(armed)
-        return armed
-
-    def clear(self) -> None:
-        with self._lock:
-            self._armed.clear()
-
-    def pending(self) -> list[ArmedFault]:
-        with self._lock:
-            return [armed for armed in self._armed if not armed.exhausted]
-
-    def take(self, request: FhirRequest) -> Fault | None:
-        with self._lock:
-            for armed in self._armed:
-                if not armed.exhausted and armed.fault.applies_to(request):
-                    armed.fired += 1
-                    return armed.fault
-        return None
 
 
 class _BadRequest(Exception):
@@ -178,9 +114,13 @@ class FhirTestServer:
         port: int | None = None,
         base_path: str = "/fhir",
         groups: Mapping[str, Sequence[str]] | None = None,
+        elements_supported: bool = True,
+        tag_subsetted: bool = False,
     ) -> None:
         self.dataset = FhirDataset(dict(counts), resource_bytes)
         self.groups = {group_id: tuple(members) for group_id, members in (groups or {}).items()}
+        self.elements_supported = elements_supported
+        self.tag_subsetted = tag_subsetted
         self.max_count = max_count
         self.required_token = required_token
         self.port = port or free_port()
@@ -226,6 +166,14 @@ class FhirTestServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def add_group(self, group_id: str, members: Sequence[str]) -> None:
+        """Serve one more Group (member patient ids)."""
+        self.groups[group_id] = tuple(members)
+
+    def patient_ids(self, first: int, count: int) -> list[str]:
+        """Ids of `count` patients from index `first` (a Group's members, say)."""
+        return [self.dataset.resource_id("Patient", i) for i in range(first, first + count)]
+
     # -- observation ---------------------------------------------------------------------------
 
     @property
@@ -244,12 +192,18 @@ class FhirTestServer:
     ) -> dict[str, Iterator[str]]:
         """type -> ids a Group export of these patients must contain (Patient by id, others by subject)."""
         criteria = Criteria.from_since(since)
+        wanted = set(patients)
 
         def ids(resource_type: str) -> Iterator[str]:
-            members = (("_id" if resource_type == "Patient" else "patient", ",".join(patients)),)
             for index in range(self.dataset.count(resource_type)):
-                if self._selects(resource_type, index, criteria, members):
-                    yield self.dataset.resource_id(resource_type, index)
+                resource_id = self.dataset.resource_id(resource_type, index)
+                patient = (
+                    resource_id
+                    if resource_type == "Patient"
+                    else self.dataset.subject_id(resource_type, index)
+                )
+                if patient in wanted and self.dataset.matches(resource_type, index, criteria):
+                    yield resource_id
 
         return {resource_type: ids(resource_type) for resource_type in types}
 
@@ -264,13 +218,32 @@ class FhirTestServer:
             if name == "_id":
                 actual: str | None = self.dataset.resource_id(resource_type, index)
             else:
-                reference = (self.dataset.resource(resource_type, index).get("subject") or {}).get(
-                    "reference"
-                )
-                actual = reference.removeprefix("Patient/") if isinstance(reference, str) else None
+                actual = self.dataset.subject_id(resource_type, index)
             if actual not in wanted:
                 return False
         return True
+
+    def _candidates(self, resource_type: str, members: Sequence[tuple[str, str]]) -> Sequence[int]:
+        """Ascending indexes that can pass the member restrictions (all of them without any):
+        computed from the ids, so a chunk of 200 patients does not scan every resource."""
+        total = self.dataset.count(resource_type)
+        if not members:
+            return range(total)
+        patients = max(1, self.dataset.count("Patient"))
+        found: set[int] | None = None
+        for name, value in members:
+            indexes: set[int] = set()
+            for item in value.split(","):
+                wanted = item.strip().removeprefix("Patient/")
+                if name == "_id":
+                    index = self.dataset.index_of(resource_type, wanted)
+                    indexes.update(() if index is None else (index,))
+                elif self.dataset.subject_id(resource_type, 0) is not None:
+                    patient = self.dataset.index_of("Patient", wanted)
+                    if patient is not None:
+                        indexes.update(range(patient, total, patients))
+            found = indexes if found is None else found & indexes
+        return sorted(found or ())
 
     # -- request handling (called on handler threads) -----------------------------------------
 
@@ -345,7 +318,7 @@ class FhirTestServer:
             data = json.dumps(body, separators=(",", ":")).encode()
             handler.send_body(200, data, cut_at=len(data) // 2)
         elif fault.kind == "broken":
-            handler.send_body(200, _break(body, fault.broken))
+            handler.send_body(200, break_page(body, fault.broken))
 
     def _capability_statement(self) -> dict[str, Any]:
         return {
@@ -359,16 +332,28 @@ class FhirTestServer:
                 {
                     "mode": "server",
                     "resource": [
-                        {
-                            "type": t,
-                            "interaction": [{"code": "read"}, {"code": "search-type"}],
-                            "searchParam": [{"name": "_lastUpdated", "type": "date"}],
-                        }
-                        for t in self.dataset.types
+                        *(
+                            {
+                                "type": t,
+                                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                                "searchParam": self._search_params(t),
+                            }
+                            for t in self.dataset.types
+                        ),
+                        *([{"type": "Group", "interaction": [{"code": "read"}]}] if self.groups else []),
                     ],
                 }
             ],
         }
+
+    def _search_params(self, resource_type: str) -> list[dict[str, str]]:
+        names = [("_lastUpdated", "date"), ("_id", "token")]
+        names += [(name, "token") for name in SEARCH_PARAMS.get(resource_type, {})]
+        if self.dataset.subject_id(resource_type, 0) is not None:
+            names.append(("patient", "reference"))
+        if self.elements_supported:
+            names.append(("_elements", "special"))
+        return [{"name": name, "type": kind} for name, kind in names]
 
     def _read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         if resource_type == "Group" and resource_id in self.groups:
@@ -400,28 +385,29 @@ class FhirTestServer:
         count = min(count, self.max_count)
         known = set(SEARCH_PARAMS.get(resource_type, {}))
         members = tuple((k, v) for k, v in params if k in _MEMBER_PARAMS)
-        unknown = sorted(
-            {k for k, _ in params if k not in _CONTROL_PARAMS | _MEMBER_PARAMS and k not in known}
-        )
+        control = _CONTROL_PARAMS if self.elements_supported else _CONTROL_PARAMS - {"_elements"}
+        unknown = sorted({k for k, _ in params if k not in control | _MEMBER_PARAMS and k not in known})
         if unknown and strict:
             raise _BadRequest(400, f"unknown search parameter(s): {', '.join(unknown)}")
         criteria = Criteria(clauses, tuple((k, v) for k, v in params if k in known))
         offset, page = decode_cursor(dict(params)["ct"]) if "ct" in dict(params) else (0, 1)
 
-        total = self.dataset.count(resource_type)
-        index, matched = offset, list[int]()
-        while index < total and len(matched) < count:
-            if self._selects(resource_type, index, criteria, members):
-                matched.append(index)
-            index += 1
+        candidates = self._candidates(resource_type, members)
+        position, matched = bisect.bisect_left(candidates, offset), list[int]()
+        while position < len(candidates) and len(matched) < count:
+            if self._selects(resource_type, candidates[position], criteria, members):
+                matched.append(candidates[position])
+            position += 1
         # Look ahead so the last page has no next link (no trailing empty page).
-        while index < total and not self._selects(resource_type, index, criteria, members):
-            index += 1
-
+        while position < len(candidates) and not self._selects(
+            resource_type, candidates[position], criteria, members
+        ):
+            position += 1
+        elements = [e for v in (v for k, v in params if k == "_elements") for e in v.split(",") if e]
         entries: list[dict[str, Any]] = [
             {
                 "fullUrl": f"{self.base_url}/{resource_type}/{self.dataset.resource_id(resource_type, i)}",
-                "resource": self.dataset.resource(resource_type, i),
+                "resource": self._subset(self.dataset.resource(resource_type, i), elements),
                 "search": {"mode": "match"},
             }
             for i in matched
@@ -437,8 +423,8 @@ class FhirTestServer:
             )
         kept = [(k, v) for k, v in params if k != "ct"]
         links = [{"relation": "self", "url": f"{self.base_url}/{resource_type}?{urlencode(params)}"}]
-        if index < total:
-            query = urlencode([*kept, ("ct", encode_cursor(index, page + 1))])
+        if position < len(candidates):
+            query = urlencode([*kept, ("ct", encode_cursor(candidates[position], page + 1))])
             links.append({"relation": "next", "url": f"{self.base_url}/{resource_type}?{query}"})
         return {
             "resourceType": "Bundle",
@@ -448,24 +434,15 @@ class FhirTestServer:
             "entry": entries,
         }
 
-
-def _break(body: Any, how: BrokenKind) -> bytes:
-    """A page that is wrong in the way `how` names (the search result itself is left intact)."""
-    if how == "json":
-        data = json.dumps(body).encode()
-        return data[: max(1, len(data) // 2)]
-    if how == "not-bundle":
-        return json.dumps(_outcome("not a bundle", severity="information")).encode()
-    entries = body.get("entry") or [{"fullUrl": "x", "resource": {}, "search": {"mode": "match"}}]
-    body = {**body, "entry": list(entries)}
-    if how == "no-resource":
-        body["entry"][0] = {"fullUrl": body["entry"][0].get("fullUrl"), "search": {"mode": "match"}}
-    else:  # wrong-type
-        body["entry"][0] = {
-            **body["entry"][0],
-            "resource": {**body["entry"][0]["resource"], "resourceType": "Basic"},
-        }
-    return json.dumps(body).encode()
+    def _subset(self, resource: dict[str, Any], elements: Sequence[str]) -> dict[str, Any]:
+        """`_elements`: the listed top-level elements and the mandatory ones (ignored when the
+        server does not support it)."""
+        if not elements or not self.elements_supported:
+            return resource
+        kept = {k: v for k, v in resource.items() if k in {"resourceType", "id", "meta", *elements}}
+        if self.tag_subsetted:
+            kept["meta"] = {**kept.get("meta", {}), "tag": [dict(_SUBSETTED)]}
+        return kept
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -553,15 +530,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Serve generated FHIR R4 resources as searchset Bundles.")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--counts", default="Patient=200,Observation=1000,Encounter=300,Condition=150",
+    parser.add_argument("--counts", default="Patient=2000,Observation=1000,Encounter=300,Condition=150",
                         help="Type=count pairs, comma separated")  # fmt: skip
+    parser.add_argument("--groups", default="small=10,cohort=100,all-2000=2000",
+                        help="Group=size pairs: Group/<name> holds the first <size> patients")  # fmt: skip
     parser.add_argument(
         "--resource-bytes", type=int, default=None, help="pad each resource to about this size"
     )
     args = parser.parse_args(argv)
     counts = {t: int(n) for t, n in (pair.split("=", 1) for pair in args.counts.split(",") if pair)}
-    server = FhirTestServer(counts, port=args.port, resource_bytes=args.resource_bytes).start()
-    print(f"FHIR test server on {server.base_url} serving {counts}; Ctrl-C stops it", flush=True)
+    server = FhirTestServer(counts, port=args.port, resource_bytes=args.resource_bytes)
+    for name, size in (pair.split("=", 1) for pair in args.groups.split(",") if pair):
+        server.add_group(name, server.patient_ids(0, min(int(size), counts.get("Patient", 0))))
+    server.start()
+    groups = ", ".join(f"Group/{g} ({len(m)})" for g, m in server.groups.items())
+    print(f"FHIR test server on {server.base_url} serving {counts} and {groups}; Ctrl-C stops it", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

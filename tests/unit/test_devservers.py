@@ -12,6 +12,7 @@ import pytest
 
 from scripts import devservers
 from scripts.devservers import Child, DevServersError, Options, Ports
+from selfhost.keys import load_or_create_keys
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.unit
@@ -145,3 +146,22 @@ def test_stop_after_the_child_exited_on_its_own(tmp_path: Path) -> None:
     child.stop(grace_s=0.1)
 
     assert child.exit_code() == 0
+
+
+def test_the_front_door_gets_the_runtime_function_key_which_the_runtime_then_keeps(tmp_path: Path) -> None:
+    opts = options(tmp_path)
+    env = devservers.frontdoor_keys_environment(opts, {})
+
+    assert env == {"FHIR_FRONTDOOR_KEYS": load_or_create_keys(opts.runtime_state).default_function_key}
+    assert (opts.runtime_state / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert devservers.frontdoor_keys_environment(opts, {}) == env  # the same key on every start
+
+
+def test_a_frontdoor_key_set_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    opts = options(tmp_path)
+    assert devservers.frontdoor_keys_environment(opts, {"FHIR_FRONTDOOR_KEYS": "mine"}) == {}
+    opts.app_root.mkdir(parents=True)
+    settings = {"Values": {"FHIR_FRONTDOOR_KEYS": "from-local-settings"}}
+    (opts.app_root / "local.settings.json").write_text(json.dumps(settings))
+    assert devservers.frontdoor_keys_environment(opts, {}) == {}
+    assert not (opts.runtime_state / "keys.json").exists()

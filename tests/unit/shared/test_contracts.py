@@ -283,13 +283,20 @@ _secret_names = st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,40}", full
 @st.composite
 def requests(draw: st.DrawFn) -> ExportRequest:
     types = draw(_types)
+    count = draw(st.sampled_from([0, 1, 10_000]))
     source = FhirSourceSpec(
         base_url=draw(st.sampled_from(["http://127.0.0.1:8080/fhir", "https://fhir.example.org/r4"])),
         types=tuple(types),
         since=draw(st.none() | st.just("2023-06-01T12:30:00.123+02:00")),
-        type_filters=tuple(f"{t}?_id=x" for t in draw(st.lists(st.sampled_from(types), max_size=2))),
+        # Unique: reading a request drops repeated filters (one search each would find the same).
+        type_filters=tuple(
+            f"{t}?_id=x" for t in draw(st.lists(st.sampled_from(types), max_size=2, unique=True))
+        ),
         page_size=draw(st.integers(1, 10_000)),
         auth_secret_name=draw(_secret_names),
+        elements=tuple(draw(st.lists(st.sampled_from(["id", "name", f"{types[0]}.status"]), unique=True))),
+        patient_count=count,
+        patient_search=tuple((t, "patient") for t in types) if count else (),
     )
     destination = BlobDestinationSpec(
         container=draw(st.from_regex(r"[a-z0-9]{3,20}", fullmatch=True)),
@@ -320,3 +327,70 @@ def requests(draw: st.DrawFn) -> ExportRequest:
 @given(requests())
 def test_any_valid_request_round_trips(request: ExportRequest) -> None:
     assert ExportRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+
+
+# --- ORed type filters, _elements, patient restriction -----------------------------------------
+
+
+def test_type_filters_comma_form_is_split_into_queries() -> None:
+    body = api_body()
+    body["source"]["type_filters"] = ["Patient?gender=male,Patient?gender=female", "Observation?status=final"]
+    request, _ = parse_export_request(body)
+    assert request.source.type_filters == (
+        "Patient?gender=male",
+        "Patient?gender=female",
+        "Observation?status=final",
+    )
+    body["source"]["type_filters"] = ["Patient?gender=male,Encounter?status=finished"]
+    with pytest.raises(ValidationError) as info:
+        parse_export_request(body)
+    assert info.value.field == "source.type_filters[0]"
+
+
+def test_elements_and_patients_round_trip_and_old_records_lack_them() -> None:
+    body = api_body()
+    body["source"]["elements"] = ["id", "Patient.gender"]
+    body["source"]["patients"] = {"count": 3, "search_params": {"Patient": "_id", "Observation": "patient"}}
+    request, _ = parse_export_request(body)
+    assert request.source.elements == ("id", "Patient.gender")
+    assert request.source.patient_count == 3
+    assert request.source.patient_params == {"Patient": "_id", "Observation": "patient"}
+    assert ExportRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+    old = request.to_dict()
+    del old["source"]["elements"], old["source"]["patients"]
+    source = ExportRequest.from_dict(old).source
+    assert (source.elements, source.patient_count, source.patient_params) == ((), 0, {})
+
+
+@pytest.mark.parametrize(
+    ("patients", "field"),
+    [
+        (
+            {"count": 0, "search_params": {"Patient": "_id", "Observation": "patient"}},
+            "source.patients.count",
+        ),
+        ({"count": 1, "search_params": {"Patient": "_id"}}, "source.patients.search_params.Observation"),
+        (
+            {"count": 1, "search_params": {"Patient": "_id", "Observation": "a b"}},
+            "source.patients.search_params.Observation",
+        ),  # fmt: skip
+        (
+            {"count": 1, "search_params": {"Patient": "_id", "Observation": "patient", "Claim": "patient"}},
+            "source.patients.search_params.Claim",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_patient_restrictions_name_the_field(patients: dict[str, Any], field: str) -> None:
+    body = api_body()
+    body["source"]["patients"] = patients
+    with pytest.raises(ValidationError) as info:
+        parse_export_request(body)
+    assert info.value.field == field
+
+
+def test_bad_elements_name_the_field() -> None:
+    body = api_body()
+    body["source"]["elements"] = ["id", "Patient.name.given"]
+    with pytest.raises(ValidationError) as info:
+        parse_export_request(body)
+    assert info.value.field == "source.elements[1]"

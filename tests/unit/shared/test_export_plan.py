@@ -117,3 +117,46 @@ def test_waits_are_capped() -> None:
     assert plan.retry_after_wait_s(10_000) == plan.MAX_WAIT_S
     assert plan.failure_wait_s(30, 5000) == plan.MAX_WAIT_S
     assert plan.failure_wait_s(1, 5000) == 5.0
+
+
+# --- several searches per type (ORed filters x patient chunks) -----------------------------------
+
+
+def searched(
+    cp: TypeCheckpoint, resources: int, next_cursor: str | None, next_query: int | None
+) -> PageResult:
+    n = cp.pages_done + 1
+    return PageResult(type=cp.type, page=n, file_name=f"{cp.type}-1.ndjson", block_id=block_id(cp.type, 1, n),
+                      size_bytes=resources * 10, resources=resources, next_cursor=next_cursor,
+                      next_query=next_query)  # fmt: skip
+
+
+def test_the_next_search_starts_at_its_first_page() -> None:
+    opts = ExportOptions(commit_every_pages=100)
+    cp = plan.start(TypeCheckpoint(type="Patient"))
+    cp, d = plan.after_page(cp, searched(cp, 2, "next-0", None), opts, 0)
+    assert (cp.query, cp.cursor, d.done) == (0, "next-0", False)
+    cp, d = plan.after_page(cp, searched(cp, 1, None, 1), opts, 1)
+    assert (cp.query, cp.cursor, d.done, d.commit) == (1, None, False, False)
+    cp, d = plan.after_page(cp, searched(cp, 1, None, None), opts, 2)
+    assert d.done and d.commit and cp.query == 1
+
+
+def test_pages_with_nothing_to_commit_still_checkpoint_every_n_pages() -> None:
+    opts = ExportOptions(commit_every_pages=3)
+    cp = plan.start(TypeCheckpoint(type="Observation"))
+    decisions = []
+    for q in range(5):  # five empty patient chunks
+        cp, d = plan.after_page(cp, searched(cp, 0, None, q + 1), opts, q % 3)
+        decisions.append(d.checkpoint)
+    assert decisions == [False, False, True, False, False]
+    assert cp.query == 5 and not d.commit
+
+
+def test_old_checkpoints_and_results_read_as_the_first_search() -> None:
+    old = TypeCheckpoint(type="Patient", cursor="c", pages_done=2).to_dict()
+    del old["query"]
+    assert TypeCheckpoint.from_dict(old).query == 0
+    result = searched(plan.start(TypeCheckpoint(type="Patient")), 1, None, None).to_dict()
+    del result["next_query"]
+    assert PageResult.from_dict(result).last_page

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from shared.errors import ValidationError
-from shared.sources import FhirSource, Source, make_source, shared_http_client
+from shared.outbound import OutboundPolicy, OutboundRefused
+from shared.sources import FhirSource, Source, make_http_client, make_source
 from tests.unit.shared.sources.fakes import BASE, TOKEN, Recorder, always, bundle
 
 pytestmark = pytest.mark.unit
@@ -25,6 +25,8 @@ class Spec:
     since: str | None = "2024-01-01T00:00:00Z"
     type_filters: list[str] = field(default_factory=lambda: ["Observation?status=final"])
     page_size: int = 5
+    elements: tuple[str, ...] = ()
+    patient_params: dict[str, str] = field(default_factory=dict)
 
 
 def test_fhir_kind_builds_a_fhir_source_on_the_given_client_and_token() -> None:
@@ -54,17 +56,9 @@ def test_invalid_spec_fails_at_construction() -> None:
     assert caught.value.field == "page_size"
 
 
-@pytest.fixture
-def fresh_shared_client() -> Iterator[None]:
-    shared_http_client.cache_clear()
-    yield
-    shared_http_client().close()
-    shared_http_client.cache_clear()
-
-
-@pytest.mark.usefixtures("fresh_shared_client")
-def test_shared_http_client_is_one_per_process_and_does_not_follow_redirects() -> None:
-    client = shared_http_client()
-    assert shared_http_client() is client
-    assert client.follow_redirects is False
-    assert client.timeout.connect == 10.0
+def test_the_http_client_is_confined_and_does_not_follow_redirects() -> None:
+    with make_http_client(OutboundPolicy()) as client:
+        assert client.follow_redirects is False
+        with pytest.raises(OutboundRefused, match="internal address"):
+            client.get("http://127.0.0.1:9/")  # refused before any connection is tried
+        assert client.timeout.connect == 10.0

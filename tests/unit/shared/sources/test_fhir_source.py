@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -284,8 +285,44 @@ def test_check_connection_reads_the_capability_statement() -> None:
 
 def test_check_connection_rejects_a_non_fhir_answer() -> None:
     source, _ = make_source(always(200, b"<html>login</html>"))
-    with pytest.raises(SourceDataError, match="CapabilityStatement"):
+    with pytest.raises(PermanentError, match="CapabilityStatement.*search failed too"):
         source.check_connection()
+
+
+def _metadata_then_search(metadata: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metadata"):
+            return metadata
+        return json_response(200, bundle(patients("a")))
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        httpx.Response(404, content=b"not found"),
+        httpx.Response(200, content=b"<html>no metadata here</html>"),
+        json_response(200, {"resourceType": "Patient", "id": "x"}),
+    ],
+    ids=["404", "html", "not-a-capability-statement"],
+)
+def test_check_connection_falls_back_to_a_one_resource_search(
+    metadata: httpx.Response, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, recorder = make_source(_metadata_then_search(metadata))
+    with caplog.at_level("WARNING", logger="shared.sources.fhir"):
+        source.check_connection()
+    search = recorder.requests[1].url
+    assert search.path == "/r4/Patient" and search.params["_count"] == "1"
+    assert "search works" in caplog.text
+
+
+def test_check_connection_does_not_fall_back_on_a_transient_metadata_failure() -> None:
+    source, recorder = make_source(_metadata_then_search(httpx.Response(502)))
+    with pytest.raises(TransientError):
+        source.check_connection()
+    assert len(recorder.requests) == 1
 
 
 def test_check_connection_classifies_errors() -> None:

@@ -67,7 +67,11 @@ def test_type_filter_and_since_combine() -> None:
         ({"since": "2024-05-01T10:00:00"}, "since"),  # no zone
         ({"since": "yesterday"}, "since"),
         ({"type_filters": ["Encounter?status=finished"]}, "type_filters"),  # type not exported
-        ({"type_filters": ["Patient?gender=male", "Patient?gender=female"]}, "type_filters"),  # OR
+        ({"type_filters": ["Patient?gender=male,Patient?_sort=x"]}, "type_filters"),  # reserved in 2nd
+        ({"elements": ["Patient.name.given"]}, "elements"),
+        ({"patient_params": {"Patient": "_id"}, "patients": []}, "patients"),  # empty never means all
+        ({"patient_params": {"Patient": "_id"}, "patients": ["a/b"]}, "patients"),
+        ({"patient_params": {"Observation": "patient"}, "patients": ["a"]}, "patients"),  # Patient lacks one
         ({"type_filters": ["Patient?_count=5"]}, "type_filters"),  # reserved
         ({"type_filters": ["Patient"]}, "type_filters"),
         ({"type_filters": ["patient?gender=male"]}, "type_filters"),

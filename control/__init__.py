@@ -1,0 +1,1 @@
+"""Job control through the durable client: start, cancel, reconcile (used by every entry point)."""

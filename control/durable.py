@@ -1,0 +1,121 @@
+"""The job flows that need the durable client: start, cancel, and reconcile a job with its orchestration.
+
+One place for them, so every entry point (the job API, the FHIR front door, the reconciler timer)
+starts, cancels and settles jobs the same way. The decisions live in `shared` (`job_api`,
+`reconcile_plan`); this module only carries the durable client's answers to them and back.
+Blocking work (job records, secrets, storage) runs in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import azure.durable_functions as df
+
+from shared import job_api
+from shared.deps import Deps
+from shared.export_tasks import CANCEL_EVENT, JOB_ORCHESTRATOR, type_instance_id
+from shared.jobstore import JobView
+from shared.reconcile_plan import RuntimeStatus
+
+__all__ = [
+    "StartFailed",
+    "cancel",
+    "reconcile",
+    "reconcile_active",
+    "reconciled_view",
+    "runtime_status",
+    "start",
+]
+
+log = logging.getLogger(__name__)
+
+
+class StartFailed(Exception):
+    """The orchestration could not be started; the job was recorded as failed and its secrets dropped."""
+
+
+async def start(client: df.DurableOrchestrationClient, submitted: job_api.Submitted, deps: Deps) -> None:
+    job_id = submitted.job.job_id
+    try:
+        await client.start_new(JOB_ORCHESTRATOR, job_id, submitted.job.to_dict())
+    except Exception as exc:
+        log.exception("job %s: could not start the orchestration", job_id)
+        await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
+        raise StartFailed(job_id) from exc
+
+
+async def runtime_status(client: df.DurableOrchestrationClient, job_id: str) -> RuntimeStatus:
+    """What the runtime says of the job's orchestration (status None: there is no such instance)."""
+    try:
+        status = await client.get_status(job_id)
+    except TypeError:  # the SDK cannot build a status from a 404 without a body
+        return RuntimeStatus(None)
+    runtime = getattr(status, "runtime_status", None)
+    if runtime is None:
+        return RuntimeStatus(None)
+    name = runtime.value if hasattr(runtime, "value") else str(runtime)
+    return RuntimeStatus(name, status.output, status.last_updated_time)
+
+
+async def reconcile(client: df.DurableOrchestrationClient, view: JobView, deps: Deps) -> bool:
+    """Give a job whose orchestration ended (or hangs) without recording it the end it had.
+
+    True when the record was changed. A hung orchestration is terminated first, so the job's
+    end is recorded by exactly one writer."""
+    job_id = str(view.record["id"])
+    runtime = await runtime_status(client, job_id)
+    verdict = job_api.judge(view, runtime, deps)
+    if verdict is None:
+        return False
+    if verdict.terminate:
+        try:
+            await client.terminate(job_id, verdict.reason or "cancelled")
+        except Exception:  # noqa: BLE001 - it may have ended meanwhile; the record is settled anyway
+            log.warning("job %s: could not terminate its orchestration", job_id, exc_info=True)
+    log.warning("job %s: orchestration is %s; recording it %s: %s", job_id, runtime.status,
+                verdict.state.value, verdict.reason)  # fmt: skip
+    await asyncio.to_thread(job_api.settle, view, verdict, deps)
+    return True
+
+
+async def reconciled_view(client: df.DurableOrchestrationClient, job_id: str, deps: Deps) -> JobView | None:
+    """The job's view after reconciling it when it is not terminal (the check costs one status call)."""
+    view = await asyncio.to_thread(job_api.find, job_id, deps)
+    if view is None or job_api.is_ended(view):
+        return view
+    if await reconcile(client, view, deps):
+        return await asyncio.to_thread(deps.jobs.view, job_id)
+    return view
+
+
+async def cancel(client: df.DurableOrchestrationClient, job_id: str, deps: Deps) -> JobView | None:
+    """Cancel a job in any non-terminal state; None if there is no such job.
+
+    The marker is written first (the work stops at its next page even if the event is lost),
+    then the event wakes an orchestration that waits (a retry backoff); a job whose orchestration
+    is gone is settled as cancelled at once."""
+    view = await asyncio.to_thread(job_api.mark_cancel, job_id, deps)
+    if view is None or job_api.is_ended(view):
+        return view
+    # The job's instance and its types' (one of them may be waiting out a retry backoff).
+    types = view.record["request"]["source"]["types"]
+    for instance_id in [job_id, *(type_instance_id(job_id, t) for t in types)]:
+        try:
+            await client.raise_event(instance_id, CANCEL_EVENT, None)
+        except Exception:  # noqa: BLE001 - gone or not started: the marker and the reconcile cover it
+            log.debug("job %s: cancel event not delivered to %s", job_id, instance_id)
+    if await reconcile(client, view, deps):
+        return await asyncio.to_thread(deps.jobs.view, job_id)
+    return view
+
+
+async def reconcile_active(client: df.DurableOrchestrationClient, deps: Deps, limit: int) -> int:
+    """Reconcile up to `limit` jobs that have not ended; the number settled."""
+    settled = 0
+    for job_id in await asyncio.to_thread(job_api.active_jobs, deps, limit):
+        view = await asyncio.to_thread(job_api.find, job_id, deps)
+        if view is not None and not job_api.is_ended(view) and await reconcile(client, view, deps):
+            settled += 1
+    return settled
