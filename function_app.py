@@ -12,7 +12,7 @@ import azure.functions as func
 
 from activities import export as export_activities
 from control import reconciler
-from http_api import exports, fhir, health, smart
+from http_api import exports, fhir, health, jobs, smart
 from orchestrators import export as export_orchestrators
 
 # FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
@@ -20,6 +20,7 @@ from orchestrators import export as export_orchestrators
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
+app.register_functions(jobs.bp)
 app.register_functions(fhir.bp)
 app.register_functions(smart.bp)
 app.register_functions(export_orchestrators.bp)

@@ -26,7 +26,7 @@ bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype="application/json", headers=headers
     )
@@ -36,7 +36,7 @@ def error(status: int, code: str, message: str, field: str | None = None) -> fun
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return _json({"error": body}, status)
+    return json_answer({"error": body}, status)
 
 
 async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
@@ -75,7 +75,7 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
         location = status_url(req, submitted.job.job_id)
         log.info("export %s accepted for %s", submitted.job.job_id, submitted.job.request.requested_by)
         body = {"id": submitted.job.job_id, "state": "queued", "status_url": location}
-        return _json(body, 202, {"Location": location, "Retry-After": "5"})
+        return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
 
     return await guarded(run)
 
@@ -83,7 +83,8 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
 @bp.route(route="exports", methods=["GET"])
 async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        return _json(await asyncio.to_thread(job_api.list_jobs, dict(req.params), get_deps()))
+        params, deps = dict(req.params), get_deps()
+        return json_answer(await asyncio.to_thread(job_api.list_jobs, params, deps, kind="fhir-export"))
 
     return await guarded(run)
 
@@ -96,7 +97,7 @@ async def get_export(req: func.HttpRequest, client: df.DurableOrchestrationClien
         view = await durable.reconciled_view(client, job_id, get_deps())
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
-        return _json(job_api.present(view))
+        return json_answer(job_api.present(view))
 
     return await guarded(run)
 
@@ -109,6 +110,6 @@ async def cancel_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
         view = await durable.cancel(client, job_id, get_deps())
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
-        return _json(job_api.present(view), 202)
+        return json_answer(job_api.present(view), 202)
 
     return await guarded(run)

@@ -54,6 +54,8 @@ from shared.export_tasks import (
     TypeInput,
     type_instance_id,
 )
+from shared.jobs import JobState
+from shared.jobstore import JobUpdate, PartUpdate
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -86,11 +88,15 @@ def _wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: flo
 SERVICE_RETRY = df.RetryOptions(2000, 10)
 
 
-def _record(
-    context: df.DurableOrchestrationContext, job_id: str, resource_type: str | None = None, **changes: Any
-) -> Any:
-    update = RecordUpdate(job_id, changes, resource_type)
-    return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, update.to_dict())
+def _record_job(context: df.DurableOrchestrationContext, job_id: str, update: JobUpdate) -> Any:
+    return context.call_activity_with_retry(
+        RECORD_ACTIVITY, SERVICE_RETRY, RecordUpdate(job_id, update).to_dict()
+    )
+
+
+def _record_part(context: df.DurableOrchestrationContext, job_id: str, part: str, update: PartUpdate) -> Any:
+    work = RecordUpdate(job_id, part=part, part_update=update)
+    return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, work.to_dict())
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=JOB_ORCHESTRATOR)
@@ -104,7 +110,9 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         failures = job.consecutive_failures + 1
         if failures >= options.failure_threshold:
             return (yield from _finish(context, job, "failed", [], plan.preparation_error(failures, error)))
-        yield _record(context, job.job_id, state="retrying", attempts=failures, last_error=error)
+        yield _record_job(
+            context, job.job_id, JobUpdate(JobState.RETRYING, attempts=failures, last_error=error)
+        )
         wait_s = plan.failure_wait_s(failures, options.retry.first_retry_interval_ms)
         if (yield from _wait_unless_cancelled(context, wait_s)):
             return (yield from _finish(context, job, "cancelled", [], None))
@@ -116,12 +124,8 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
     if prepared.error:
         return (yield from _finish(context, job, "failed", [], prepared.error))
 
-    yield _record(
-        context,
-        job.job_id,
-        state="running",
-        started=context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
+    started = context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
+    yield _record_job(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
     pending = list(request.source.types)
     running: list[tuple[Any, str]] = []
     outcomes: list[dict[str, Any]] = []
@@ -219,7 +223,9 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
         throttled = 0
         assert out.result is not None
         if out.result.error:
-            yield _record(context, given.job_id, cp.type, state="failed", last_error=out.result.error)
+            yield _record_part(
+                context, given.job_id, cp.type, PartUpdate("failed", last_error=out.result.error)
+            )
             return plan.type_outcome(last_commit, "failed", out.result.error)
         cp, decision = plan.after_page(cp, out.result, options, pages_since_commit)
         pages_since_commit += 1
@@ -232,7 +238,9 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 return (yield from _type_failure(context, given, last_commit, readable(exc)))
             result = CommitResult.from_dict(raw)
             if result.error:
-                yield _record(context, given.job_id, cp.type, state="failed", last_error=result.error)
+                yield _record_part(
+                    context, given.job_id, cp.type, PartUpdate("failed", last_error=result.error)
+                )
                 return plan.type_outcome(last_commit, "failed", result.error)
             if decision.done:
                 return plan.type_outcome(after, "succeeded")
@@ -244,7 +252,7 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             return None
         if decision.done:  # the last page brought nothing new to commit
             done = replace(cp, done=True)
-            yield _record(context, given.job_id, cp.type, state="succeeded", pages=done.pages_done)
+            yield _record_part(context, given.job_id, cp.type, PartUpdate("succeeded", pages=done.pages_done))
             return plan.type_outcome(done, "succeeded")
 
 
@@ -254,13 +262,13 @@ def _type_failure(
     failures = last_commit.consecutive_failures + 1
     threshold = given.request.options.failure_threshold
     if failures >= threshold:
-        yield _record(context, given.job_id, last_commit.type, state="failed", consecutive_failures=failures,
-                      last_error=error)  # fmt: skip
+        update = PartUpdate("failed", consecutive_failures=failures, last_error=error)
+        yield _record_part(context, given.job_id, last_commit.type, update)
         return plan.type_outcome(
             last_commit, "failed", f"{failures} consecutive failed attempts; last: {error}"
         )
-    yield _record(context, given.job_id, last_commit.type, state="retrying", consecutive_failures=failures,
-                  last_error=error)  # fmt: skip
+    update = PartUpdate("retrying", consecutive_failures=failures, last_error=error)
+    yield _record_part(context, given.job_id, last_commit.type, update)
     wait_s = plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms)
     if (yield from _wait_unless_cancelled(context, wait_s)):
         return plan.type_outcome(last_commit, "cancelled")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from shared import jobstore
 from shared.config import Settings
 from shared.jobstore import JobStore
 from shared.jti_store import BlobJtiStore
@@ -50,7 +51,7 @@ def build_deps(env: Mapping[str, str]) -> Deps:
     return Deps(
         settings=settings,
         secrets=secrets,
-        jobs=JobStore.connect(settings.web_jobs_storage),
+        jobs=jobstore.connect(settings.web_jobs_storage),
         http=http,
         smart=smart,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import CommitTask, ExportRequest, PageResult, TypeCheckpoint
+from shared.jobstore.base import JobUpdate, PartUpdate
 
 # Names of the durable functions, imported by orchestrators and blueprints alike.
 JOB_ORCHESTRATOR = "export_job"
@@ -123,18 +124,21 @@ class CommitAndRecord:
 
 @dataclass(frozen=True)
 class RecordUpdate:
-    """Changes to the job record (or, with `resource_type`, to one type's progress)."""
+    """A typed change to the job record, or (with `part`) to one part's progress."""
 
     job_id: str
-    changes: Mapping[str, Any]
-    resource_type: str | None = None
+    job: JobUpdate = JobUpdate()
+    part: str | None = None
+    part_update: PartUpdate = PartUpdate()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "changes": dict(self.changes), "resource_type": self.resource_type}
+        return {"job_id": self.job_id, "job": self.job.to_dict(), "part": self.part,
+                "part_update": self.part_update.to_dict()}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RecordUpdate:
-        return cls(str(d["job_id"]), dict(d["changes"]), d.get("resource_type"))
+        return cls(str(d["job_id"]), JobUpdate.from_dict(d.get("job") or {}), d.get("part"),
+                   PartUpdate.from_dict(d.get("part_update") or {}))  # fmt: skip
 
 
 @dataclass(frozen=True)

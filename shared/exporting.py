@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from shared.contracts import CommitResult, ExportRequest, PageResult, PageTask, TypeCheckpoint, file_name
@@ -23,7 +23,7 @@ from shared.destinations.factory import make_destination
 from shared.errors import PermanentError, RetryAfterError
 from shared.export_tasks import CommitAndRecord, FinishTask, JobInput, PageOutcome, RecordUpdate, StepOutcome
 from shared.jobs import JobState, is_terminal
-from shared.jobstore import utc_now
+from shared.jobstore import JobUpdate, utc_now
 from shared.reconcile_plan import settle_part
 from shared.sources.base import Page, Searches, Source
 from shared.sources.factory import make_source
@@ -229,7 +229,7 @@ def commit(task: CommitAndRecord, deps: Deps) -> CommitResult:
     try:
         destination.commit(f.name, list(f.blocks), metadata)
         state = "succeeded" if task.checkpoint.done else "running"
-        deps.jobs.put_type_progress(c.job_id, f.type, type_progress(task.checkpoint, destination, state))
+        deps.jobs.put_part(c.job_id, f.type, type_progress(task.checkpoint, destination, state))
     except PermanentError as exc:
         return CommitResult(type=f.type, file_name=f.name, error=str(exc))
     log.info("job %s: committed %s (%d blocks, %d resources)", c.job_id, f.name, len(f.blocks), f.resources)
@@ -244,14 +244,12 @@ def commit(task: CommitAndRecord, deps: Deps) -> CommitResult:
 
 
 def record(update: RecordUpdate, deps: Deps) -> None:
-    """The orchestrators' state changes: the job's, or (with a type) that type's progress."""
-    if update.resource_type is None:
-        deps.jobs.update_record(update.job_id, **update.changes)
+    """The orchestrators' state changes: the job's, or (with a part) that part's progress."""
+    if update.part is None:
+        deps.jobs.update_record(update.job_id, update.job)
         return
-    current: Mapping[str, Any] = deps.jobs.get_type_progress(update.job_id, update.resource_type) or {}
-    deps.jobs.put_type_progress(
-        update.job_id, update.resource_type, {**current, **update.changes, "updated": utc_now()}
-    )
+    current = deps.jobs.get_part(update.job_id, update.part) or {}
+    deps.jobs.put_part(update.job_id, update.part, update.part_update.apply(current))
 
 
 def finish(task: FinishTask, deps: Deps) -> None:
@@ -261,7 +259,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
     its first outcome."""
     request = task.request
     view = deps.jobs.view(task.job_id)
-    stored = view.types if view is not None else {}
+    stored = view.parts if view is not None else {}
     if task.state == JobState.CANCELLED.value:
         recorded = {f["name"] for p in stored.values() for f in p.get("files", [])}
         names = sorted(set(task.delete_files) | recorded)
@@ -286,9 +284,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
         current = stored.get(resource_type, {})
         settled = settle_part(current, JobState(task.state), error)
         if settled != current:
-            deps.jobs.put_type_progress(task.job_id, resource_type, {**settled, "updated": utc_now()})
-    changes: dict[str, Any] = {"state": task.state, "outcome": dict(task.outcome), "finished": utc_now()}
-    if error:
-        changes["last_error"] = error
-    deps.jobs.update_record(task.job_id, **changes)
+            deps.jobs.put_part(task.job_id, resource_type, {**settled, "updated": utc_now()})
+    ended = JobUpdate(JobState(task.state), last_error=error, finished=utc_now(), outcome=dict(task.outcome))
+    deps.jobs.update_record(task.job_id, ended)
     log.info("job %s finished: %s", task.job_id, task.state)

@@ -22,13 +22,14 @@ from shared.deps import Deps
 from shared.errors import ValidationError
 from shared.export_tasks import FinishTask, JobInput
 from shared.jobs import JobState, is_terminal
-from shared.jobstore import JobView, utc_now
+from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, utc_now
 from shared.outbound import OutboundRefused
 from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
 from shared.workstore import work_store
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONTINUATION = re.compile(r"^[0-9]{11}-[A-Za-z0-9_-]{1,64}$")  # `jobstore.index_key`
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     now = utc_now()
     record = {
         "id": job_id,
+        "kind": JobKind.FHIR_EXPORT.value,
         "state": JobState.QUEUED.value,
         "requested_by": request.requested_by,
         "labels": dict(request.labels),
@@ -90,14 +92,14 @@ def abandon(submitted: Submitted, deps: Deps, reason: str) -> None:
         if name:
             deps.secrets.delete(name)
     work_store(deps.settings.web_jobs_storage).delete_job(submitted.job.job_id)
-    deps.jobs.update_record(submitted.job.job_id, state=JobState.FAILED.value, last_error=reason)
+    deps.jobs.update_record(submitted.job.job_id, JobUpdate(JobState.FAILED, last_error=reason))
 
 
 def present(view: JobView) -> dict[str, Any]:
     """The status document of one job."""
     record = view.record
     state = record["state"]
-    types = {t: view.types.get(t, {}) for t in record["request"]["source"]["types"]}
+    types = {t: view.parts.get(t, {}) for t in record["request"]["source"]["types"]}
     if state == JobState.RUNNING.value and any(p.get("state") == "retrying" for p in types.values()):
         state = JobState.RETRYING.value
     output = [f for p in types.values() for f in p.get("files", [])]
@@ -139,33 +141,64 @@ def show(job_id: str, deps: Deps) -> dict[str, Any] | None:
     return present(view) if view else None
 
 
-def list_jobs(params: Mapping[str, str], deps: Deps) -> dict[str, Any]:
+def list_query(params: Mapping[str, str], *, kind: str | None = None) -> ListQuery:
+    """The listing filters of a query string; a bad one is a ValidationError naming it."""
     state = params.get("state") or None
     if state is not None and state not in {s.value for s in JobState}:
         raise ValidationError("state", f"must be one of {', '.join(s.value for s in JobState)}")
+    kind = kind or params.get("kind") or None
+    if kind is not None and kind not in {k.value for k in JobKind}:
+        raise ValidationError("kind", f"must be one of {', '.join(k.value for k in JobKind)}")
     label = None
     if params.get("label"):
         key, sep, value = params["label"].partition("=")
         if not sep or not key:
             raise ValidationError("label", "must be key=value")
         label = (key, value)
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        raise ValidationError("limit", "must be an integer") from None
-    if not 1 <= limit <= 500:
-        raise ValidationError("limit", "must be between 1 and 500")
-    page = deps.jobs.list(
+    text = params.get("limit", "50")
+    if not text.isdigit() or not 1 <= int(text) <= 500:
+        raise ValidationError("limit", "must be a whole number between 1 and 500")
+    continuation = params.get("continuation") or None
+    if continuation is not None and not _CONTINUATION.match(continuation):
+        raise ValidationError("continuation", "is not a continuation this service returned")
+    return ListQuery(
+        kind=kind,
         state=state,
         requested_by=params.get("requested_by") or None,
         label=label,
-        limit=limit,
-        continuation=params.get("continuation") or None,
+        created_from=_instant_param(params, "created_from", end_of_day=False),
+        created_to=_instant_param(params, "created_to", end_of_day=True),
+        limit=int(text),
+        continuation=continuation,
     )
+
+
+def _instant_param(params: Mapping[str, str], name: str, *, end_of_day: bool) -> str | None:
+    """`2026-12-01` or an ISO instant, as the records' `YYYY-MM-DDTHH:MM:SSZ` (UTC)."""
+    text = (params.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            moment = dt.datetime.combine(day, dt.time(23, 59, 59) if end_of_day else dt.time(0, 0, 0), dt.UTC)
+        else:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(name, "must be a date (YYYY-MM-DD) or an ISO 8601 instant") from None
+    if moment.tzinfo is None:
+        raise ValidationError(name, "needs a time zone (Z or +hh:mm)")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def list_jobs(params: Mapping[str, str], deps: Deps, *, kind: str | None = None) -> dict[str, Any]:
+    """One page of jobs, newest first, with the filters of `list_query`."""
+    page = deps.jobs.list(list_query(params, kind=kind))
     return {
         "jobs": [
             {
                 "id": j.job_id,
+                "kind": j.kind,
                 "state": j.state,
                 "requested_by": j.requested_by,
                 "labels": j.labels,
@@ -192,7 +225,8 @@ def active_jobs(deps: Deps, limit: int) -> list[str]:
     for state in (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING):
         continuation = None
         while len(found) < limit:
-            page = deps.jobs.list(state=state.value, limit=min(500, limit), continuation=continuation)
+            query = ListQuery(state=state.value, limit=min(500, limit), continuation=continuation)
+            page = deps.jobs.list(query)
             found += [j.job_id for j in page.jobs]
             continuation = page.continuation
             if continuation is None:
@@ -221,7 +255,7 @@ def judge(
     """The end a job must be given because of what its orchestration did (see `reconcile_plan`)."""
     return decide(
         view.record,
-        view.types.values(),
+        view.parts.values(),
         view.cancel_requested,
         runtime,
         now=now or dt.datetime.now(dt.UTC),
@@ -236,7 +270,7 @@ def settle(view: JobView, verdict: Verdict, deps: Deps) -> None:
     outcome = {
         "state": verdict.state.value,
         "error": verdict.reason,
-        "resources": sum(int(p.get("resources", 0)) for p in view.types.values()),
-        "types": {t: view.types.get(t, {}).get("state", "queued") for t in request.source.types},
+        "resources": sum(int(p.get("resources", 0)) for p in view.parts.values()),
+        "types": {t: view.parts.get(t, {}).get("state", "queued") for t in request.source.types},
     }
     exporting.finish(FinishTask(str(record["id"]), request, verdict.state.value, outcome), deps)

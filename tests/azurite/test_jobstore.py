@@ -1,32 +1,96 @@
-"""Job records in Azurite: state changes follow the transition table; re-writes are harmless."""
+"""The job store contract, run against the Azure store on Azurite and against the in-memory twin:
+typed updates follow the state table, parts round-trip (large ones too), listing is newest first
+with every filter and paging, and the cancel marker sticks."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from shared.jobs import InvalidTransitionError
-from shared.jobstore import JobStore
+from shared.jobs import InvalidTransitionError, JobState
+from shared.jobstore import AzureJobStore, JobStore, JobUpdate, ListQuery, MemoryJobStore
 from tests.support.azurite import Azurite
 
 pytestmark = pytest.mark.azurite
 
 
-def new_job(store: JobStore) -> str:
+@pytest.fixture(params=["azure", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[JobStore]:
+    if request.param == "memory":
+        yield MemoryJobStore()
+        return
+    azurite: Azurite = request.getfixturevalue("azurite")
+    yield AzureJobStore.connect(azurite.connection_string)
+
+
+def new_job(store: JobStore, created: str = "2026-12-01T10:00:00Z", **fields: Any) -> str:
     job_id = uuid.uuid4().hex
-    store.put_record(
-        {"id": job_id, "state": "queued", "requested_by": "a@example.com", "labels": {}, "created": "x"}
-    )
+    record = {"id": job_id, "kind": "fhir-export", "state": "queued", "requested_by": "a@example.com",
+              "labels": {}, "created": created, **fields}  # fmt: skip
+    store.put_record(record)
     return job_id
 
 
-def test_state_changes_follow_the_table(azurite: Azurite) -> None:
-    store = JobStore.connect(azurite.connection_string)
+def test_state_changes_follow_the_table(store: JobStore) -> None:
     job_id = new_job(store)
     for state in ("retrying", "retrying", "running", "succeeded", "succeeded"):
-        assert store.update_record(job_id, state=state)["state"] == state
+        assert store.update_record(job_id, JobUpdate(JobState(state)))["state"] == state
     with pytest.raises(InvalidTransitionError):
-        store.update_record(job_id, state="running")
-    assert store.get_record(job_id)["state"] == "succeeded"  # type: ignore[index]
-    assert store.update_record(job_id, note="no state change")["note"] == "no state change"
+        store.update_record(job_id, JobUpdate(JobState.RUNNING))
+    record = store.get_record(job_id)
+    assert record is not None and record["state"] == "succeeded"
+    assert store.update_record(job_id, JobUpdate(last_error="late note"))["last_error"] == "late note"
+    with pytest.raises(KeyError):
+        store.update_record(uuid.uuid4().hex, JobUpdate(JobState.RUNNING))
+
+
+def test_parts_round_trip_in_the_view(store: JobStore) -> None:
+    job_id = new_job(store)
+    big = {
+        "state": "running",
+        "files": [{"name": f"Patient-{i}.ndjson", "url": "x" * 200} for i in range(1500)],
+    }
+    store.put_part(job_id, "Patient", big)
+    store.put_part(job_id, "a/b #?\\ weird", {"state": "queued"})
+    store.request_cancel(job_id)
+    view = store.view(job_id)
+    assert view is not None and view.cancel_requested
+    assert view.parts["Patient"] == big and view.parts["a/b #?\\ weird"] == {"state": "queued"}
+    assert store.get_part(job_id, "Patient") == big
+    assert store.get_part(job_id, "Observation") is None
+    assert store.cancel_requested(job_id) and not store.cancel_requested(uuid.uuid4().hex)
+
+
+def test_listing_is_newest_first_with_filters_and_paging(store: JobStore) -> None:
+    me = f"{uuid.uuid4().hex[:8]}@example.com"
+    ids = [new_job(store, f"2026-11-{day:02d}T08:00:00Z", requested_by=me, labels={"p": str(day % 2)})
+           for day in range(1, 11)]  # fmt: skip
+    batch = new_job(store, "2026-11-05T09:00:00Z", requested_by=me, kind="batch")
+    store.update_record(ids[3], JobUpdate(JobState.RUNNING))
+
+    def listed(**filters: Any) -> list[str]:
+        out, continuation = [], None
+        while True:
+            page = store.list(ListQuery(requested_by=me, limit=3, continuation=continuation, **filters))
+            out += [j.job_id for j in page.jobs]
+            if page.continuation is None:
+                return out
+            continuation = page.continuation
+
+    newest_first = [ids[9], ids[8], ids[7], ids[6], ids[5], batch, ids[4], ids[3], ids[2], ids[1], ids[0]]
+    assert listed() == newest_first
+    assert listed(kind="batch") == [batch]
+    assert listed(state="running") == [ids[3]]
+    assert listed(label=("p", "0")) == [ids[9], ids[7], ids[5], ids[3], ids[1]]
+    assert listed(created_from="2026-11-05T00:00:00Z", created_to="2026-11-06T23:59:59Z") == [
+        ids[5],
+        batch,
+        ids[4],
+    ]
+    someone_else = store.list(ListQuery(requested_by="nobody-" + me))
+    assert someone_else.jobs == [] and someone_else.continuation is None
+    mine = store.list(ListQuery(requested_by=me.upper(), limit=1)).jobs
+    assert [j.job_id for j in mine] == [ids[9]] and mine[0].kind == "fhir-export"

@@ -83,3 +83,33 @@ def test_listing_filters_and_pages(client: ExportClient, fhir: FhirTestServer) -
     assert not set(ids) & set(listed(state="running"))
     bad = client.http.get(client.rt.url("api/exports"), params={"state": "sleeping"})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "state"
+
+
+def test_the_jobs_api_lists_every_kind_newest_first_with_filters(
+    client: ExportClient, fhir: FhirTestServer
+) -> None:
+    me = "jobs-api@example.com"
+    ids = []
+    for i in range(3):
+        body = export_body(fhir, ["Patient"], "api", f"jobs{i}")
+        body["requested_by"] = me
+        ids.append(client.start(body))
+    for job_id in ids:
+        client.wait(job_id)
+    jobs = client.http.get(client.rt.url("api/jobs"), params={"requested_by": me}).json()["jobs"]
+    created = [j["created"] for j in jobs]
+    assert created == sorted(created, reverse=True)  # newest first (same second: by id)
+    assert {j["kind"] for j in jobs} == {"fhir-export"} and {j["id"] for j in jobs} == set(ids)
+    today = jobs[0]["created"][:10]
+    params = {"requested_by": me, "kind": "fhir-export", "created_from": today, "created_to": today}
+    assert len(client.http.get(client.rt.url("api/jobs"), params=params).json()["jobs"]) == 3
+    params = {"requested_by": me, "kind": "batch"}
+    assert client.http.get(client.rt.url("api/jobs"), params=params).json()["jobs"] == []
+    one = client.http.get(client.rt.url(f"api/jobs/{ids[0]}"))
+    assert one.status_code == 200 and one.json() == client.status(ids[0])
+    for params, field in [({"kind": "fax"}, "kind"), ({"created_from": "yesterday"}, "created_from"),
+                          ({"limit": "0"}, "limit"), ({"continuation": "../x"}, "continuation")]:  # fmt: skip
+        bad = client.http.get(client.rt.url("api/jobs"), params=params)
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == field, bad.text
+    assert client.http.get(client.rt.url("api/jobs/nope")).status_code == 404
+    assert client.http.delete(client.rt.url(f"api/jobs/{ids[0]}")).json()["state"] == "succeeded"

@@ -1,0 +1,46 @@
+"""Job records of every kind: the `JobStore` role (`base`), the Azure store, an in-memory twin.
+
+`connect(connection)` is the store the service uses (Azurite locally, the host's storage in Azure).
+"""
+
+from __future__ import annotations
+
+from shared.jobstore.azure import CONTAINER, AzureJobStore
+from shared.jobstore.base import (
+    DEFAULT_KIND,
+    JobKind,
+    JobPage,
+    JobStore,
+    JobSummary,
+    JobUpdate,
+    JobView,
+    ListQuery,
+    PartUpdate,
+    index_key,
+    summary_of,
+    utc_now,
+)
+from shared.jobstore.memory import MemoryJobStore
+
+__all__ = [
+    "CONTAINER",
+    "DEFAULT_KIND",
+    "AzureJobStore",
+    "JobKind",
+    "JobPage",
+    "JobStore",
+    "JobSummary",
+    "JobUpdate",
+    "JobView",
+    "ListQuery",
+    "MemoryJobStore",
+    "PartUpdate",
+    "connect",
+    "index_key",
+    "summary_of",
+    "utc_now",
+]
+
+
+def connect(connection: str) -> JobStore:
+    return AzureJobStore.connect(connection)
