@@ -100,8 +100,8 @@ async def cancel(client: df.DurableOrchestrationClient, job_id: str, deps: Deps)
     if view is None or job_api.is_ended(view):
         return view
     # The job's instance and its types' (one of them may be waiting out a retry backoff).
-    types = view.record["request"]["source"]["types"]
-    for instance_id in [job_id, *(type_instance_id(job_id, t) for t in types)]:
+    types, run = view.record["request"]["source"]["types"], int(view.record.get("run", 0))
+    for instance_id in [job_id, *(type_instance_id(job_id, t, run) for t in types)]:
         try:
             await client.raise_event(instance_id, CANCEL_EVENT, None)
         except Exception:  # noqa: BLE001 - gone or not started: the marker and the reconcile cover it

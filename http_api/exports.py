@@ -45,6 +45,8 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
         return await call()
     except ValidationError as exc:
         return error(400, "invalid_request", str(exc), exc.field)
+    except job_api.JobConflict as exc:
+        return error(409, "conflict", str(exc), "state")
     except TransientError as exc:
         log.warning("export API: dependency unavailable: %s", exc)
         return error(503, "unavailable", "a dependency is temporarily unavailable; try again", None)

@@ -3,6 +3,8 @@
     GET    /api/jobs?kind=&state=&requested_by=&label=k=v&created_from=&created_to=&limit=&continuation=
     GET    /api/jobs/{id}        the job's status document (for an export, what /api/exports/{id} shows)
     DELETE /api/jobs/{id}        cancel, in any state that has not ended
+    POST   /api/jobs/{id}/retry  queue a failed job again (an export resumes its failed types from
+                                 their last commit); body: the job's secrets again, if it had any
 
 Thin adapters over `shared.job_api` and `control.durable`, the same calls as the kind-specific
 APIs (`http_api.exports`), so a job started by any entry point is listed, shown and cancelled alike.
@@ -52,6 +54,30 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
         view = await durable.cancel(client, job_id, get_deps())
         if view is None:
             return error(404, "not_found", f"no job {job_id!r}", "id")
+        return json_answer(job_api.present(view), 202)
+
+    return await guarded(run)
+
+
+@bp.route(route="jobs/{id}/retry", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        job_id = req.route_params["id"]
+        try:
+            body = req.get_json() if req.get_body() else None
+        except ValueError:
+            return error(400, "invalid_json", "the body must be a JSON object", "body")
+        deps = get_deps()
+        submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps)
+        if submitted is None:
+            return error(404, "not_found", f"no job {job_id!r}", "id")
+        try:
+            await durable.start(client, submitted, deps)
+        except durable.StartFailed:
+            return error(503, "unavailable", "the retry could not be started; try again")
+        view = await asyncio.to_thread(job_api.find, job_id, deps)
+        assert view is not None
         return json_answer(job_api.present(view), 202)
 
     return await guarded(run)

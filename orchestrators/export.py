@@ -126,17 +126,19 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
 
     started = context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
     yield _record_job(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
-    pending = list(request.source.types)
+    done_before = {str(o["type"]) for o in job.completed}  # succeeded in an earlier run
+    pending = [t for t in request.source.types if t not in done_before]
     running: list[tuple[Any, str]] = []
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[dict[str, Any]] = [dict(o) for o in job.completed]
     cancel_event = context.wait_for_external_event(CANCEL_EVENT)
     cancel_requested = False
     while pending or running:
         while pending and len(running) < options.parallel_types:
             resource_type = pending.pop(0)
-            child = TypeInput(job.job_id, request, TypeCheckpoint(type=resource_type))
+            start = job.resume.get(resource_type) or TypeCheckpoint(type=resource_type)
+            child = TypeInput(job.job_id, request, start)
             task = context.call_sub_orchestrator(
-                TYPE_ORCHESTRATOR, child.to_dict(), type_instance_id(job.job_id, resource_type)
+                TYPE_ORCHESTRATOR, child.to_dict(), type_instance_id(job.job_id, resource_type, job.run)
             )
             running.append((task, resource_type))
         waiting = [t for t, _ in running] + ([] if cancel_requested else [cancel_event])

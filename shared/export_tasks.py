@@ -7,7 +7,7 @@ The page and commit task bodies (`PageTask`, `CommitTask`) live in `shared.contr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.contracts import CommitTask, ExportRequest, PageResult, TypeCheckpoint
@@ -24,9 +24,10 @@ FINISH_ACTIVITY = "export_finish"
 CANCEL_EVENT = "cancel"
 
 
-def type_instance_id(job_id: str, resource_type: str) -> str:
-    """The instance id of a job's type orchestration (DTFx-style: derived, so cancels can reach it)."""
-    return f"{job_id}:{resource_type}"
+def type_instance_id(job_id: str, resource_type: str, run: int = 0) -> str:
+    """The instance id of a job's type orchestration (derived, so cancels can reach it); each
+    operator retry (`run`) gets fresh ids, so no instance of an earlier run is reused."""
+    return f"{job_id}:{resource_type}" if run == 0 else f"{job_id}:{resource_type}:r{run}"
 
 
 def _request(data: Mapping[str, Any]) -> ExportRequest:
@@ -35,20 +36,37 @@ def _request(data: Mapping[str, Any]) -> ExportRequest:
 
 @dataclass(frozen=True)
 class JobInput:
+    """The job orchestrator's input. After an operator retry (`run` > 0) it also carries where
+    each failed type resumes (`resume`: its last committed checkpoint) and the outcomes of the
+    types that had succeeded (`completed`), which are not run again."""
+
     job_id: str
     request: ExportRequest
     consecutive_failures: int = 0
+    run: int = 0
+    resume: Mapping[str, TypeCheckpoint] = field(default_factory=dict)
+    completed: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
             "request": self.request.to_dict(),
             "consecutive_failures": self.consecutive_failures,
+            "run": self.run,
+            "resume": {t: cp.to_dict() for t, cp in self.resume.items()},
+            "completed": [dict(o) for o in self.completed],
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> JobInput:
-        return cls(str(d["job_id"]), _request(d["request"]), int(d.get("consecutive_failures", 0)))
+        return cls(
+            str(d["job_id"]),
+            _request(d["request"]),
+            int(d.get("consecutive_failures", 0)),
+            int(d.get("run", 0)),
+            {str(t): TypeCheckpoint.from_dict(cp) for t, cp in (d.get("resume") or {}).items()},
+            tuple(dict(o) for o in d.get("completed") or ()),
+        )
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,8 @@ def type_progress(
         "pages": checkpoint.pages_done,
         "consecutive_failures": checkpoint.consecutive_failures,
         "updated": utc_now(),
+        # Where an operator retry resumes this type (`job_api.retry`): the committed checkpoint.
+        "checkpoint": checkpoint.to_dict(),
     }
     progress.update(extra)
     return progress

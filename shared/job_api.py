@@ -17,9 +17,15 @@ from typing import Any
 import httpx
 
 from shared import exporting
-from shared.contracts import ExportRequest, parse_export_request, with_secret_names
+from shared.contracts import (
+    ExportRequest,
+    SubmittedSecrets,
+    TypeCheckpoint,
+    parse_export_request,
+    with_secret_names,
+)
 from shared.deps import Deps
-from shared.errors import ValidationError
+from shared.errors import PermanentError, ValidationError
 from shared.export_tasks import FinishTask, JobInput
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, utc_now
@@ -30,6 +36,10 @@ from shared.workstore import work_store
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTINUATION = re.compile(r"^[0-9]{11}-[A-Za-z0-9_-]{1,64}$")  # `jobstore.index_key`
+
+
+class JobConflict(PermanentError):
+    """The job is not in a state that allows the action (e.g. a retry of a running job): 409."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +58,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     )
     check_outbound(deps, request.source.base_url, "source.base_url")
     job_id = job_id or uuid.uuid4().hex
-    auth_name = dest_name = None
-    if secrets.source_auth:
-        auth_name = new_secret_name(job_id, ROLE_SOURCE_AUTH)
-        deps.secrets.set(auth_name, secrets.source_auth)
-    if secrets.destination:
-        dest_name = new_secret_name(job_id, ROLE_DESTINATION)
-        deps.secrets.set(dest_name, secrets.destination)
+    auth_name, dest_name = _store_secrets(job_id, secrets, deps)
     request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
     now = utc_now()
     record = {
@@ -71,6 +75,82 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     }
     deps.jobs.put_record(record)
     return Submitted(JobInput(job_id, request), record)
+
+
+def _store_secrets(job_id: str, secrets: SubmittedSecrets, deps: Deps) -> tuple[str | None, str | None]:
+    """Secret values into the secret store under fresh per-job names; the names."""
+    auth_name = dest_name = None
+    if secrets.source_auth:
+        auth_name = new_secret_name(job_id, ROLE_SOURCE_AUTH)
+        deps.secrets.set(auth_name, secrets.source_auth)
+    if secrets.destination:
+        dest_name = new_secret_name(job_id, ROLE_DESTINATION)
+        deps.secrets.set(dest_name, secrets.destination)
+    return auth_name, dest_name
+
+
+def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
+    """Queue a failed job again (`POST /api/jobs/{id}/retry`); None if there is no such job.
+
+    An export keeps what succeeded: succeeded types are not run again, and every other type
+    resumes from its last commit. The job's secrets were deleted when it failed, so a job that
+    had them needs them again in `body` (`source.auth_secret`, `destination.secret`); the
+    outbound policy is checked again. The record is re-queued here, the only place that moves
+    a job out of a terminal state (an explicit operator action, never a replayed write)."""
+    view = find(job_id, deps)
+    if view is None:
+        return None
+    record = view.record
+    if record["state"] != JobState.FAILED.value:
+        raise JobConflict(f"only a failed job can be retried; job {job_id} is {record['state']}")
+    if (record.get("kind") or JobKind.FHIR_EXPORT.value) != JobKind.FHIR_EXPORT.value:
+        raise JobConflict(f"jobs of kind {record['kind']!r} cannot be retried yet")
+    body = body if body is not None else {}
+    if not isinstance(body, Mapping) or set(body) - {"source", "destination"}:
+        raise ValidationError("body", "may only give source.auth_secret and destination.secret")
+    request = ExportRequest.from_dict(record["request"])
+    if request.source.patient_count and work_store(deps.settings.web_jobs_storage).patients(job_id) is None:
+        # The patient list is deleted with the job's other work data when it ends.
+        raise JobConflict(f"job {job_id} was restricted to a patient list that is gone; start a new export")
+    given = SubmittedSecrets(
+        source_auth=_secret_in(
+            body, "source", "auth_secret", needed=request.source.auth_secret_name is not None
+        ),
+        destination=_secret_in(
+            body, "destination", "secret", needed=request.destination.secret_name is not None
+        ),
+    )
+    check_outbound(deps, request.source.base_url, "source.base_url")
+    auth_name, dest_name = _store_secrets(job_id, given, deps)
+    request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
+    completed, resume = [], {}
+    for resource_type in request.source.types:
+        progress = view.parts.get(resource_type) or {}
+        if progress.get("state") == "succeeded":
+            files = [f["name"] for f in progress.get("files", [])]
+            completed.append({"type": resource_type, "state": "succeeded", "error": None,
+                              "resources": int(progress.get("resources", 0)), "files": files})  # fmt: skip
+            continue
+        if progress.get("checkpoint"):
+            resume[resource_type] = TypeCheckpoint.from_dict(progress["checkpoint"])
+        deps.jobs.put_part(job_id, resource_type, {**progress, "state": "queued", "last_error": None})
+    run = int(record.get("run", 0)) + 1
+    requeued = {**record, "state": JobState.QUEUED.value, "request": request.to_dict(), "run": run,
+                "finished": None, "outcome": None, "last_error": None, "updated": utc_now()}  # fmt: skip
+    deps.jobs.put_record(requeued)
+    return Submitted(JobInput(job_id, request, run=run, resume=resume, completed=tuple(completed)), requeued)
+
+
+def _secret_in(body: Mapping[str, Any], section: str, name: str, *, needed: bool) -> str | None:
+    part = body.get(section) or {}
+    value = part.get(name) if isinstance(part, Mapping) else None
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValidationError(f"{section}.{name}", "must be a non-empty string")
+    if needed and value is None:
+        raise ValidationError(
+            f"{section}.{name}", "this job's secret was deleted when it failed; send it again"
+        )
+    return value if needed else None
 
 
 def check_outbound(deps: Deps, url: str, field: str) -> None:

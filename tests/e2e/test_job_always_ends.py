@@ -234,3 +234,36 @@ def service(
         yield rt
     finally:
         rt.stop()
+
+
+def test_an_operator_retry_keeps_what_succeeded_and_resumes_from_the_last_commit(
+    client: ExportClient, service: RuntimeProcess, fhir: FhirTestServer, azurite: Azurite
+) -> None:
+    fhir.faults.add(Fault(kind="status", status=403, diagnostics="Observation denied for now",
+                          resource_type="Observation", page=4, times=None))  # fmt: skip
+    body = export_body(fhir, ["Patient", "Observation"], "retry", "r", page_size=10, commit_every_pages=1)
+    body["source"]["auth_secret"] = "token-for-the-retry"
+    try:
+        job = client.start(body)
+        failed = client.wait(job, timeout=60)
+        assert failed["state"] == "failed" and "Observation denied for now" in failed["last_error"], failed
+        assert failed["progress"]["Patient"]["state"] == "succeeded"
+        retry_url = client.rt.url(f"api/jobs/{job}/retry")
+        missing = client.http.post(retry_url, json={})
+        assert missing.status_code == 400 and missing.json()["error"]["field"] == "source.auth_secret"
+    finally:
+        fhir.faults.clear()
+    served = len(list(fhir.requests))
+    r = client.http.post(retry_url, json={"source": {"auth_secret": "token-for-the-retry"}})
+    assert r.status_code == 202, r.text
+    status = client.wait(job, timeout=60)
+    assert status["state"] == "succeeded", status
+    again = list(fhir.requests)[served:]
+    assert not [q for q in again if q.resource_type == "Patient"]  # kept, not exported again
+    observation_pages = sorted(q.page for q in again if q.resource_type == "Observation" and q.page)
+    assert observation_pages and observation_pages[0] == 4, observation_pages  # from the last commit
+    assert validate(azurite, fhir, ["Patient", "Observation"], "retry", "r").ok
+    assert secrets_left(service, job) == []
+    conflict = client.http.post(retry_url)
+    assert conflict.status_code == 409 and "only a failed job" in conflict.json()["error"]["message"]
+    assert client.http.post(client.rt.url("api/jobs/nope/retry")).status_code == 404
