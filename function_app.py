@@ -10,9 +10,11 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities import batch as batch_activities
 from activities import export as export_activities
 from control import reconciler
-from http_api import exports, fhir, health, jobs, smart
+from http_api import batches, exports, fhir, health, jobs, smart
+from orchestrators import batch as batch_orchestrators
 from orchestrators import export as export_orchestrators
 
 # FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
@@ -21,8 +23,11 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
 app.register_functions(jobs.bp)
+app.register_functions(batches.bp)
 app.register_functions(fhir.bp)
 app.register_functions(smart.bp)
 app.register_functions(export_orchestrators.bp)
 app.register_functions(export_activities.bp)
+app.register_functions(batch_orchestrators.bp)
+app.register_functions(batch_activities.bp)
 app.register_functions(reconciler.bp)

@@ -15,7 +15,7 @@ import azure.durable_functions as df
 
 from shared import job_api
 from shared.deps import Deps
-from shared.export_tasks import CANCEL_EVENT, JOB_ORCHESTRATOR, type_instance_id
+from shared.export_tasks import CANCEL_EVENT
 from shared.jobstore import JobView
 from shared.reconcile_plan import RuntimeStatus
 
@@ -39,7 +39,7 @@ class StartFailed(Exception):
 async def start(client: df.DurableOrchestrationClient, submitted: job_api.Submitted, deps: Deps) -> None:
     job_id = submitted.job.job_id
     try:
-        await client.start_new(JOB_ORCHESTRATOR, job_id, submitted.job.to_dict())
+        await client.start_new(submitted.orchestrator, job_id, submitted.job.to_dict())
     except Exception as exc:
         log.exception("job %s: could not start the orchestration", job_id)
         await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
@@ -99,9 +99,8 @@ async def cancel(client: df.DurableOrchestrationClient, job_id: str, deps: Deps)
     view = await asyncio.to_thread(job_api.mark_cancel, job_id, deps)
     if view is None or job_api.is_ended(view):
         return view
-    # The job's instance and its types' (one of them may be waiting out a retry backoff).
-    types, run = view.record["request"]["source"]["types"], int(view.record.get("run", 0))
-    for instance_id in [job_id, *(type_instance_id(job_id, t, run) for t in types)]:
+    # The job's instance and its parts' (one of them may be waiting out a retry backoff).
+    for instance_id in [job_id, *job_api.part_instances(view)]:
         try:
             await client.raise_event(instance_id, CANCEL_EVENT, None)
         except Exception:  # noqa: BLE001 - gone or not started: the marker and the reconcile cover it

@@ -18,6 +18,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
+from http_api.batches import durable_retry
 from http_api.exports import error, guarded, json_answer
 from shared import job_api
 from shared.deps import get_deps
@@ -63,21 +64,6 @@ async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @bp.durable_client_input(client_name="client")
 async def retry_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id = req.route_params["id"]
-        try:
-            body = req.get_json() if req.get_body() else None
-        except ValueError:
-            return error(400, "invalid_json", "the body must be a JSON object", "body")
-        deps = get_deps()
-        submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps)
-        if submitted is None:
-            return error(404, "not_found", f"no job {job_id!r}", "id")
-        try:
-            await durable.start(client, submitted, deps)
-        except durable.StartFailed:
-            return error(503, "unavailable", "the retry could not be started; try again")
-        view = await asyncio.to_thread(job_api.find, job_id, deps)
-        assert view is not None
-        return json_answer(job_api.present(view), 202)
+        return await durable_retry(req, client, req.route_params["id"])
 
     return await guarded(run)

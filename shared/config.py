@@ -62,6 +62,9 @@ class Settings:
     # bearer token (FHIR_FRONTDOOR_KEYS, comma-separated; a Key Vault reference in Azure).
     smart_clients: tuple[SmartClient, ...] = ()
     frontdoor_keys: tuple[str, ...] = field(default=(), repr=False)
+    # On a single-machine deployment (an acquisition workstation), the folder whose files
+    # batches may send (BATCH_LOCAL_ROOT); None: batches of local files are refused.
+    batch_local_root: Path | None = None
     # Where jobs may call out (OUTBOUND_ALLOW; see shared.outbound): empty = any public host.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
@@ -98,6 +101,7 @@ class Settings:
             smart_clients=_smart_clients(values),
             frontdoor_keys=_frontdoor_keys(values),
             outbound=_outbound(values),
+            batch_local_root=_local_root(values),
         )
 
 
@@ -166,6 +170,16 @@ def _frontdoor_keys(values: Mapping[str, str]) -> tuple[str, ...]:
             "FHIR_FRONTDOOR_KEYS", f"every key must be at least {MIN_FRONTDOOR_KEY_LENGTH} characters"
         )
     return keys
+
+
+def _local_root(values: Mapping[str, str]) -> Path | None:
+    text = values.get("BATCH_LOCAL_ROOT")
+    if text is None:
+        return None
+    root = Path(text)
+    if not root.is_absolute() or not root.is_dir():
+        raise SettingsError("BATCH_LOCAL_ROOT", "must be the absolute path of an existing folder")
+    return root
 
 
 def _outbound(values: Mapping[str, str]) -> OutboundPolicy:

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 from shared import exporting
+from shared.batch_contracts import BatchRequest
+from shared.batch_tasks import BatchInput, item_instance_id
 from shared.contracts import (
     ExportRequest,
     SubmittedSecrets,
@@ -26,7 +28,7 @@ from shared.contracts import (
 )
 from shared.deps import Deps
 from shared.errors import PermanentError, ValidationError
-from shared.export_tasks import FinishTask, JobInput
+from shared.export_tasks import JOB_ORCHESTRATOR, FinishTask, JobInput, type_instance_id
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, utc_now
 from shared.outbound import OutboundRefused
@@ -44,8 +46,17 @@ class JobConflict(PermanentError):
 
 @dataclass(frozen=True)
 class Submitted:
-    job: JobInput
+    """An accepted job: its orchestration's input (`job`), its record, and which orchestration."""
+
+    job: JobInput | BatchInput
     record: dict[str, Any]
+    orchestrator: str = JOB_ORCHESTRATOR
+
+    def secret_names(self) -> tuple[str, ...]:
+        request = self.job.request
+        if isinstance(request, BatchRequest):
+            return request.secret_names()
+        return tuple(n for n in (request.source.auth_secret_name, request.destination.secret_name) if n)
 
 
 def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
@@ -103,8 +114,10 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
     record = view.record
     if record["state"] != JobState.FAILED.value:
         raise JobConflict(f"only a failed job can be retried; job {job_id} is {record['state']}")
-    if (record.get("kind") or JobKind.FHIR_EXPORT.value) != JobKind.FHIR_EXPORT.value:
-        raise JobConflict(f"jobs of kind {record['kind']!r} cannot be retried yet")
+    if record.get("kind") == JobKind.BATCH.value:
+        from shared import batch_api
+
+        return batch_api.retry(view, body, deps)
     body = body if body is not None else {}
     if not isinstance(body, Mapping) or set(body) - {"source", "destination"}:
         raise ValidationError("body", "may only give source.auth_secret and destination.secret")
@@ -167,16 +180,23 @@ def check_outbound(deps: Deps, url: str, field: str) -> None:
 
 def abandon(submitted: Submitted, deps: Deps, reason: str) -> None:
     """The orchestration could not be started: the job did not happen; drop what submit made."""
-    request = submitted.job.request
-    for name in (request.source.auth_secret_name, request.destination.secret_name):
-        if name:
-            deps.secrets.delete(name)
+    for name in submitted.secret_names():
+        deps.secrets.delete(name)
     work_store(deps.settings.web_jobs_storage).delete_job(submitted.job.job_id)
     deps.jobs.update_record(submitted.job.job_id, JobUpdate(JobState.FAILED, last_error=reason))
 
 
 def present(view: JobView) -> dict[str, Any]:
-    """The status document of one job."""
+    """The status document of one job, in its kind's shape."""
+    if view.record.get("kind") == JobKind.BATCH.value:
+        from shared import batch_api
+
+        return batch_api.present(view)
+    return present_export(view)
+
+
+def present_export(view: JobView) -> dict[str, Any]:
+    """The status document of an export."""
     record = view.record
     state = record["state"]
     types = {t: view.parts.get(t, {}) for t in record["request"]["source"]["types"]}
@@ -325,6 +345,17 @@ def mark_cancel(job_id: str, deps: Deps) -> JobView | None:
     return view
 
 
+def part_instances(view: JobView) -> list[str]:
+    """Instance ids of the part orchestrations a cancel event should reach: an export's types,
+    a batch's items under way (at most its concurrency)."""
+    run = int(view.record.get("run", 0))
+    if view.record.get("kind") == JobKind.BATCH.value:
+        busy = [p for p in view.parts.values() if p.get("state") in ("transferring", "retrying")]
+        return [item_instance_id(str(view.record["id"]), int(p["index"]), run) for p in busy if "index" in p]
+    types = view.record["request"]["source"]["types"]
+    return [type_instance_id(str(view.record["id"]), t, run) for t in types]
+
+
 def is_ended(view: JobView) -> bool:
     return is_terminal(JobState(view.record["state"]))
 
@@ -346,6 +377,11 @@ def judge(
 def settle(view: JobView, verdict: Verdict, deps: Deps) -> None:
     """Record the verdict the way a job's own end is recorded: the same clean-up, the same outcome."""
     record = view.record
+    if record.get("kind") == JobKind.BATCH.value:
+        from shared import batch_api
+
+        batch_api.settle(view, verdict, deps)
+        return
     request = ExportRequest.from_dict(record["request"])
     outcome = {
         "state": verdict.state.value,

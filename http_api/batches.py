@@ -1,0 +1,120 @@
+"""The batch API: POST /api/batches, GET/DELETE /api/batches/{id}, POST /api/batches/{id}/retry.
+
+    POST   /api/batches                   202 + Location; 400 naming the field (e.g. `items[3]`)
+    GET    /api/batches/{id}?items_offset=N   the batch, its counts and (up to 1,000) items
+    DELETE /api/batches/{id}              cancel: in-flight items stop, nothing half-written stays
+    POST   /api/batches/{id}/retry        re-run only the items that did not succeed
+
+Thin adapters over `shared.batch_api`, `shared.job_api` and `control.durable`: the same start,
+cancel, reconcile and retry as every other job (GET /api/jobs lists batches too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from control import durable
+from http_api.exports import error, guarded, json_answer
+from shared import batch_api, job_api
+from shared.deps import get_deps
+from shared.errors import ValidationError
+from shared.jobstore import JobKind
+
+bp = df.Blueprint()
+
+
+def status_url(req: func.HttpRequest, job_id: str) -> str:
+    return f"{req.url.split('/api/', 1)[0]}/api/batches/{job_id}"
+
+
+@bp.route(route="batches", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def submit_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        try:
+            body = req.get_json()
+        except ValueError:
+            return error(400, "invalid_json", "the body must be a JSON object", "body")
+        deps = get_deps()
+        submitted = await asyncio.to_thread(batch_api.submit, body, deps)
+        try:
+            await durable.start(client, submitted, deps)
+        except durable.StartFailed:
+            return error(503, "unavailable", "the batch could not be started; try again")
+        location = status_url(req, submitted.job.job_id)
+        body = {"id": submitted.job.job_id, "state": "queued", "status_url": location}
+        return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
+
+    return await guarded(run)
+
+
+def _offset(req: func.HttpRequest) -> int:
+    text = req.params.get("items_offset", "0")
+    if not text.isdigit() or int(text) > 1_000_000:
+        raise ValidationError("items_offset", "must be a whole number")
+    return int(text)
+
+
+@bp.route(route="batches/{id}", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        job_id, offset = req.route_params["id"], _offset(req)
+        view = await durable.reconciled_view(client, job_id, get_deps())
+        if view is None or view.record.get("kind") != JobKind.BATCH.value:
+            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        return json_answer(batch_api.present(view, offset=offset))
+
+    return await guarded(run)
+
+
+@bp.route(route="batches/{id}", methods=["DELETE"])
+@bp.durable_client_input(client_name="client")
+async def cancel_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        job_id, deps = req.route_params["id"], get_deps()
+        found = await asyncio.to_thread(job_api.find, job_id, deps)
+        if found is None or found.record.get("kind") != JobKind.BATCH.value:
+            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        view = await durable.cancel(client, job_id, deps)
+        assert view is not None
+        return json_answer(batch_api.present(view), 202)
+
+    return await guarded(run)
+
+
+@bp.route(route="batches/{id}/retry", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def retry_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        job_id, deps = req.route_params["id"], get_deps()
+        found = await asyncio.to_thread(job_api.find, job_id, deps)
+        if found is None or found.record.get("kind") != JobKind.BATCH.value:
+            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        return await durable_retry(req, client, job_id)
+
+    return await guarded(run)
+
+
+async def durable_retry(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, job_id: str
+) -> func.HttpResponse:
+    """POST .../retry for any kind: re-queue through `job_api.retry`, start, answer the status."""
+    try:
+        body = req.get_json() if req.get_body() else None
+    except ValueError:
+        return error(400, "invalid_json", "the body must be a JSON object", "body")
+    deps = get_deps()
+    submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps)
+    if submitted is None:
+        return error(404, "not_found", f"no job {job_id!r}", "id")
+    try:
+        await durable.start(client, submitted, deps)
+    except durable.StartFailed:
+        return error(503, "unavailable", "the retry could not be started; try again")
+    view = await asyncio.to_thread(job_api.find, job_id, deps)
+    assert view is not None
+    return json_answer(job_api.present(view), 202)

@@ -1,0 +1,271 @@
+"""A batch's units of work, one function per activity: prepare, next window, transfer, finish.
+
+Each takes its contract and the `Deps`, does its I/O and returns a small outcome. Only
+`TransientError` escapes `transfer` (the item orchestration waits and tries again, showing the
+item `retrying`); permanent failures come back as outcomes. Bytes go from the item source
+straight to the destination here (`shared.transfer`), never through the orchestrator. Each
+item's progress is its part `item-NNNNN` in the job store, written only by the activity moving it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shared.batch_contracts import BatchRequest, item_values
+from shared.batch_tasks import WINDOW, BatchInput, Counts, ItemInput, ItemOutcome, NextItems
+from shared.contracts import BlobDestinationSpec
+from shared.deps import Deps
+from shared.destinations.blob import container_client
+from shared.destinations.http_put import HttpPutDestination, PutDestinationSpec
+from shared.error_text import readable
+from shared.errors import PermanentError, TransientError
+from shared.export_tasks import StepOutcome
+from shared.items.base import ItemSource
+from shared.items.factory import make_item_source
+from shared.jobs import JobState, is_terminal
+from shared.jobstore import JobUpdate, utc_now
+from shared.transfer import discard_transfer, transfer_to_blob, transfer_to_put
+
+__all__ = ["finish", "next_items", "part_name", "prepare", "transfer"]
+
+log = logging.getLogger(__name__)
+
+_RECORD_PROGRESS_S: Final = 2.0  # write an item's bytes at most this often
+_items_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+class Cancelled(Exception):
+    """The batch was cancelled while an item moved: stop it where it is."""
+
+
+def part_name(index: int) -> str:
+    return f"item-{index:05d}"
+
+
+def _items(job_id: str, deps: Deps) -> tuple[str, ...]:
+    with _cache_lock:
+        if job_id in _items_cache:
+            _items_cache.move_to_end(job_id)
+            return _items_cache[job_id]
+    record = deps.jobs.get_record(job_id)
+    if record is None:
+        raise PermanentError(f"batch {job_id} has no record")
+    items = tuple(record.get("items") or ())
+    with _cache_lock:
+        _items_cache[job_id] = items
+        while len(_items_cache) > 16:
+            _items_cache.popitem(last=False)
+    return items
+
+
+def _secret(deps: Deps, name: str | None) -> str | None:
+    return deps.secrets.get(name) if name else None
+
+
+def _source(request: BatchRequest, deps: Deps) -> ItemSource:
+    spec = request.source
+    return make_item_source(
+        spec.kind,
+        container=spec.container,
+        secret_value=_secret(deps, spec.secret_name),
+        storage_connection=deps.settings.export_storage_connection,
+        http_client=deps.http,
+        local_root=deps.settings.batch_local_root,
+    )
+
+
+def _put_destination(spec: PutDestinationSpec, deps: Deps) -> HttpPutDestination:
+    return HttpPutDestination(spec, deps.http, _secret(deps, spec.secret_name))
+
+
+def _blob_container(spec: BlobDestinationSpec, deps: Deps) -> Any:
+    connection = _secret(deps, spec.secret_name) or deps.settings.export_storage_connection
+    return container_client(connection, spec.container)
+
+
+def prepare(task: BatchInput, deps: Deps) -> StepOutcome:
+    """The destination answers (and its container exists); the secrets resolve."""
+    if deps.jobs.cancel_requested(task.job_id):
+        return StepOutcome(cancelled=True)
+    destination = task.request.destination
+    try:
+        _source(task.request, deps)
+        if isinstance(destination, PutDestinationSpec):
+            _put_destination(destination, deps).check_connection()
+        else:
+            from shared.destinations.blob import BlobDestination
+
+            connection = _secret(deps, destination.secret_name) or deps.settings.export_storage_connection
+            BlobDestination.connect(
+                connection, destination.container, destination.path_prefix
+            ).check_connection()
+    except PermanentError as exc:
+        log.warning("batch %s: preparation failed permanently: %s", task.job_id, exc)
+        return StepOutcome(error=readable(exc))
+    return StepOutcome()
+
+
+def next_items(task: BatchInput, deps: Deps) -> NextItems:
+    """The next window of item indices to do from `task.cursor`. A first run does every item; a
+    retry run skips the items that succeeded before."""
+    total = task.request.item_count
+    end = min(total, task.cursor + WINDOW)
+    indices = list(range(task.cursor, end))
+    if task.run:
+        indices = [
+            i
+            for i in indices
+            if (deps.jobs.get_part(task.job_id, part_name(i)) or {}).get("state") != "succeeded"
+        ]
+    return NextItems(tuple(indices), end, end >= total)
+
+
+@dataclass
+class _Progress:
+    """Writes an item's bytes now and then, and stops the transfer when the batch is cancelled."""
+
+    deps: Deps
+    job_id: str
+    part: str
+    base: Mapping[str, Any]
+    last: float = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < _RECORD_PROGRESS_S:
+            return
+        self.last = now
+        if self.deps.jobs.cancel_requested(self.job_id):
+            raise Cancelled
+        self.deps.jobs.put_part(
+            self.job_id, self.part, {**self.base, "bytes_done": done, "updated": utc_now()}
+        )
+
+
+def transfer(task: ItemInput, deps: Deps) -> ItemOutcome:
+    """Move item `task.index` to the destination; TransientError when it may work next time."""
+    job_id, request, index = task.job_id, task.request, task.index
+    part = part_name(index)
+    item = _items(job_id, deps)[index]
+    if deps.jobs.cancel_requested(job_id):
+        return _ended(deps, task, item, "cancelled", None)
+    source = _source(request, deps)
+    info = source.stat(item) if task.attempt == 1 else None
+    base = {"item": item, "index": index, "state": "transferring", "attempts": task.attempt, "bytes_done": 0,
+            "bytes_total": info.size if info else None, "last_error": None}  # fmt: skip
+    deps.jobs.put_part(job_id, part, {**base, "updated": utc_now()})
+    progress = _Progress(deps, job_id, part, base)
+    destination = request.destination
+    try:
+        if isinstance(destination, PutDestinationSpec):
+            put = _put_destination(destination, deps)
+            values = {**dict(request.labels), **item_values(item, index, request.source.kind)}
+            url = destination.url_for(values)
+            try:
+                result = transfer_to_put(source, item, functools.partial(put.put, url), progress=progress)
+            except Cancelled:
+                put.delete(url)  # a partial upload may be left by the server (wsgidav keeps them)
+                raise
+            where = url
+        else:
+            container = _blob_container(destination, deps)
+            blob_name = destination.blob_name(item_values(item, index, request.source.kind)["path"])
+            try:
+                result = transfer_to_blob(
+                    source, item, container, blob_name, job_id=job_id, progress=progress
+                )
+            except Cancelled:
+                discard_transfer(container, blob_name, job_id=job_id)
+                raise
+            where = container.get_blob_client(blob_name).url.split("?", 1)[0]
+    except Cancelled:
+        return _ended(deps, task, item, "cancelled", None)
+    except TransientError as exc:
+        deps.jobs.put_part(
+            job_id, part, {**base, "state": "retrying", "last_error": readable(exc), "updated": utc_now()}
+        )
+        raise
+    except PermanentError as exc:
+        log.warning("batch %s item %d failed permanently: %s", job_id, index, exc)
+        return _ended(deps, task, item, "failed", readable(exc))
+    deps.jobs.put_part(job_id, part, {**base, "state": "succeeded", "bytes_done": result.size,
+                                      "bytes_total": result.size, "destination": where, "updated": utc_now()})  # fmt: skip
+    log.info("batch %s item %d: %d bytes to %s", job_id, index, result.size, where)
+    return ItemOutcome(index, "succeeded", result.size)
+
+
+def _ended(deps: Deps, task: ItemInput, item: str, state: str, error: str | None) -> ItemOutcome:
+    progress = deps.jobs.get_part(task.job_id, part_name(task.index)) or {"item": item, "index": task.index}
+    deps.jobs.put_part(task.job_id, part_name(task.index),
+                       {**progress, "state": state, "last_error": error, "attempts": task.attempt, "updated": utc_now()})  # fmt: skip
+    return ItemOutcome(task.index, state, 0, error)
+
+
+@dataclass(frozen=True)
+class FinishBatch:
+    job_id: str
+    request: BatchRequest
+    state: str
+    counts: Counts
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "request": self.request.to_dict(), "state": self.state,
+                "counts": self.counts.to_dict(), "error": self.error}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FinishBatch:
+        return cls(str(d["job_id"]), BatchRequest.from_dict(d["request"]), str(d["state"]),
+                   Counts.from_dict(d.get("counts") or {}), d.get("error"))  # fmt: skip
+
+
+def finish(task: FinishBatch, deps: Deps) -> None:
+    """The batch's end (also the reconciler's): delete its secrets, settle the items under way,
+    record the outcome. Idempotent; a batch already ended keeps its first outcome."""
+    for name in task.request.secret_names():
+        deps.secrets.delete(name)
+    view = deps.jobs.view(task.job_id)
+    if view is None or is_terminal(JobState(view.record["state"])):
+        return
+    state = JobState(task.state)
+    failed = [p for p in view.parts.values() if p.get("state") == "failed"]
+    error = task.error
+    if error is None and failed:
+        first = min(failed, key=lambda p: int(p.get("index", 0)))
+        error = f"{len(failed)} of {task.request.item_count} item(s) failed; item {first.get('item')}: {first.get('last_error')}"
+    for name, progress in view.parts.items():
+        settled = _settled(progress, state, error)
+        if settled != progress:
+            deps.jobs.put_part(task.job_id, name, {**settled, "updated": utc_now()})
+    outcome = {
+        "state": state.value,
+        "error": error,
+        **task.counts.to_dict(),
+        "items": task.request.item_count,
+    }
+    deps.jobs.update_record(
+        task.job_id, JobUpdate(state, last_error=error, finished=utc_now(), outcome=outcome)
+    )
+    log.info("batch %s finished: %s", task.job_id, state.value)
+
+
+def _settled(progress: Mapping[str, Any], job_state: JobState, error: str | None) -> dict[str, Any]:
+    """An item under way when its batch ended: `cancelled` with the batch, else `failed`. Items
+    already moved stay where they are (a batch is many files, not one export to undo)."""
+    if progress.get("state") in ("succeeded", "failed", "cancelled", "skipped"):
+        return dict(progress)
+    if job_state is JobState.CANCELLED:
+        return {**progress, "state": "cancelled"}
+    return {
+        **progress,
+        "state": "failed",
+        "last_error": progress.get("last_error") or error or "did not finish",
+    }
