@@ -254,6 +254,23 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             return None
         if decision.done:  # the last page brought nothing new to commit
             done = replace(cp, done=True)
+            if done.files[-1].committed_resources:
+                # Commit the last file again, now marked done: idempotent for Blob, and the moment
+                # a PUT destination sends the complete file.
+                work = CommitAndRecord(
+                    CommitTask(job_id=given.job_id, request=request, file=done.files[-1]), done
+                )
+                try:
+                    raw = yield context.call_activity_with_retry(
+                        COMMIT_ACTIVITY, _retry(request), work.to_dict()
+                    )
+                except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
+                    return (yield from _type_failure(context, given, last_commit, readable(exc)))
+                if (result := CommitResult.from_dict(raw)).error:
+                    yield _record_part(
+                        context, given.job_id, cp.type, PartUpdate("failed", last_error=result.error)
+                    )
+                    return plan.type_outcome(last_commit, "failed", result.error)
             yield _record_part(context, given.job_id, cp.type, PartUpdate("succeeded", pages=done.pages_done))
             return plan.type_outcome(done, "succeeded")
 

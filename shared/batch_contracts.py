@@ -19,11 +19,11 @@ Errors are `ValidationError`s naming the field.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from shared._strict import ObjectReader, check_email
-from shared.contracts import BlobDestinationSpec, _read_destination, _read_labels
+from shared.contracts import BlobDestinationSpec, _read_labels, read_any_destination
 from shared.destinations.http_put import PutDestinationSpec
 from shared.errors import ValidationError
 from shared.retry import DEFAULT as DEFAULT_RETRY
@@ -167,32 +167,12 @@ def _read_source(reader: ObjectReader, job_id: str, secrets: dict[str, str]) -> 
 def _read_batch_destination(
     reader: ObjectReader, job_id: str, secrets: dict[str, str], default_container: str
 ) -> DestinationSpec:
-    if reader.text("kind", "blob", max_len=16) != "http_put":
-        spec, blob_secret = _read_destination(reader, api=True, default_container=default_container)
-        if blob_secret is None:
-            return spec
-        blob_name = new_secret_name(job_id, ROLE_DESTINATION)
-        secrets[blob_name] = blob_secret
-        return BlobDestinationSpec(
-            container=spec.container, path_prefix=spec.path_prefix, secret_name=blob_name
-        )
-    # Every key is PutDestinationSpec's to judge (it refuses unknown ones); `_get` marks them read.
-    data = {key: reader._get(key) for key in reader.keys()}  # noqa: SIM118 - keys() is the reader's
-    value: object = data.pop("secret", None)
-    if value is not None and (
-        not isinstance(value, str) or not value or len(value) > MAX_SECRET_VALUE_LENGTH
-    ):
-        raise ValidationError(reader.field("secret"), "must be a non-empty string")
-    if "secret_name" in data:
-        raise ValidationError(reader.field("secret_name"), "is not accepted; send the value as `secret`")
-    auth = data.get("auth", "none")
-    if auth != "none" and value is None:
-        raise ValidationError(reader.field("secret"), f"is required with auth {auth!r}")
-    name = None
-    if isinstance(value, str):
-        name = new_secret_name(job_id, ROLE_DESTINATION)
-        secrets[name] = value
-    return PutDestinationSpec.from_dict({**data, "secret_name": name}, reader.path)
+    spec, value = read_any_destination(reader, api=True, default_container=default_container)
+    if value is None:
+        return spec
+    name = new_secret_name(job_id, ROLE_DESTINATION)
+    secrets[name] = value
+    return replace(spec, secret_name=name)
 
 
 def _read_options(reader: ObjectReader) -> BatchOptions:

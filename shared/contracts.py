@@ -28,6 +28,7 @@ from shared._strict import (
     check_instant,
     read_schema_version,
 )
+from shared.destinations.http_put import PutDestinationSpec
 from shared.errors import ValidationError
 from shared.progress import (
     CommitResult,
@@ -172,7 +173,7 @@ class ExportRequest:
     """One export job's parameters as stored in the job record and the orchestration input."""
 
     source: FhirSourceSpec
-    destination: BlobDestinationSpec
+    destination: BlobDestinationSpec | PutDestinationSpec
     options: ExportOptions = field(default_factory=ExportOptions)
     requested_by: str
     labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs: immutable and hashable
@@ -247,7 +248,7 @@ def _read_request(
 ) -> tuple[ExportRequest, SubmittedSecrets]:
     read_schema_version(reader)
     source, auth = _read_source(reader.nested("source"), api=api, default_base_url=default_base_url)
-    destination, dest_secret = _read_destination(
+    destination, dest_secret = read_any_destination(
         reader.nested("destination"), api=api, default_container=default_container
     )
     options_reader = reader.nested("options", None)
@@ -344,6 +345,35 @@ def _read_patients(
     params_reader.finish()
     reader.finish()
     return count, tuple(search)
+
+
+# Stands for the name a submitted PUT secret will get (`with_secret_names` replaces it before the
+# request is stored): a PUT spec with auth must name its secret.
+_PENDING_SECRET_NAME: Final = "pending-destination-secret"
+
+
+def read_any_destination(
+    reader: ObjectReader, *, api: bool, default_container: str | None
+) -> tuple[BlobDestinationSpec | PutDestinationSpec, str | None]:
+    """A Blob or HTTP PUT destination; with `api`, its `secret` value is taken out."""
+    if reader.text("kind", "blob", max_len=16) != "http_put":
+        return _read_destination(reader, api=api, default_container=default_container)
+    # Every key is PutDestinationSpec's to judge (it refuses unknown ones); `_get` marks them read.
+    data = {key: reader._get(key) for key in reader.keys()}  # noqa: SIM118 - keys() is the reader's
+    if not api:
+        return PutDestinationSpec.from_dict(data, reader.path), None
+    value = data.pop("secret", None)
+    if value is not None and (
+        not isinstance(value, str) or not value or len(value) > MAX_SECRET_VALUE_LENGTH
+    ):
+        raise ValidationError(reader.field("secret"), "must be a non-empty string")
+    if "secret_name" in data:
+        raise ValidationError(reader.field("secret_name"), "is not accepted; send the value as `secret`")
+    auth = data.get("auth", "none")
+    if auth != "none" and value is None:
+        raise ValidationError(reader.field("secret"), f"is required with auth {auth!r}")
+    name = _PENDING_SECRET_NAME if value is not None else None
+    return PutDestinationSpec.from_dict({**data, "secret_name": name}, reader.path), value
 
 
 def _read_destination(

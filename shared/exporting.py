@@ -20,6 +20,7 @@ from shared.contracts import CommitResult, ExportRequest, PageResult, PageTask, 
 from shared.deps import Deps
 from shared.destinations.base import Destination, block_id
 from shared.destinations.factory import make_destination
+from shared.destinations.staged_put import StagedPutDestination
 from shared.errors import PermanentError, RetryAfterError
 from shared.export_tasks import CommitAndRecord, FinishTask, JobInput, PageOutcome, RecordUpdate, StepOutcome
 from shared.jobs import JobState, is_terminal
@@ -130,9 +131,10 @@ def _without_earlier(task: PageTask, searches: Searches, page: Page, deps: Deps)
     return page
 
 
-def _destination(request: ExportRequest, deps: Deps) -> Destination:
+def _destination(request: ExportRequest, deps: Deps, job_id: str) -> Destination:
     dest = request.destination
-    return make_destination(dest, _secret(deps, dest.secret_name), deps.settings)
+    return make_destination(dest, _secret(deps, dest.secret_name), deps.settings, http_client=deps.http,
+                            job_id=job_id, labels=dict(request.labels))  # fmt: skip
 
 
 def prepare(job: JobInput, deps: Deps) -> StepOutcome:
@@ -140,7 +142,7 @@ def prepare(job: JobInput, deps: Deps) -> StepOutcome:
     if deps.jobs.cancel_requested(job.job_id):
         return StepOutcome(cancelled=True)
     try:
-        _destination(job.request, deps).check_connection()
+        _destination(job.request, deps, job.job_id).check_connection()
         _source(job.request, deps, job.job_id).check_connection()
     except PermanentError as exc:
         log.warning("job %s: preparation failed permanently: %s", job.job_id, exc)
@@ -160,7 +162,7 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
         page = source.fetch_page(task.type, task.cursor, query=task.query)
         page = _without_earlier(task, searches, page, deps)
         if page.count:
-            _destination(task.request, deps).stage(name, block, page.ndjson)
+            _destination(task.request, deps, task.job_id).stage(name, block, page.ndjson)
     except RetryAfterError as exc:
         log.info(
             "job %s %s page %d: server asked to wait %.1fs",
@@ -226,10 +228,15 @@ def commit(task: CommitAndRecord, deps: Deps) -> CommitResult:
     """Step 7: commit the file's block list, then record the type's progress (only at commits)."""
     c = task.commit
     f = c.file
-    destination = _destination(c.request, deps)
+    destination = _destination(c.request, deps, c.job_id)
     metadata = {"job_id": c.job_id, "resource_type": f.type, "resources": str(f.resources)}
     try:
         destination.commit(f.name, list(f.blocks), metadata)
+        after = task.checkpoint
+        if isinstance(destination, StagedPutDestination) and (
+            after.done or after.files[-1].sequence != f.sequence
+        ):
+            destination.publish(f.name)  # complete (rolled over, or the type is done): PUT it once, whole
         state = "succeeded" if task.checkpoint.done else "running"
         deps.jobs.put_part(c.job_id, f.type, type_progress(task.checkpoint, destination, state))
     except PermanentError as exc:
@@ -266,7 +273,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
         recorded = {f["name"] for p in stored.values() for f in p.get("files", [])}
         names = sorted(set(task.delete_files) | recorded)
         if names:
-            _destination(request, deps).delete(names)
+            _destination(request, deps, task.job_id).delete(names)
     for name in (request.source.auth_secret_name, request.destination.secret_name):
         if name:
             deps.secrets.delete(name)

@@ -98,7 +98,7 @@ def export(
     dest, work = BlockStore(), MemoryWorkStore()
     exporting._kept_cache.clear()  # a new job: the process caches by job id, and every run here is "j1"
     monkeypatch.setattr(exporting, "_source", lambda request, deps, job_id: source)
-    monkeypatch.setattr(exporting, "_destination", lambda request, deps: dest)
+    monkeypatch.setattr(exporting, "_destination", lambda request, deps, job_id: dest)
     monkeypatch.setattr(exporting, "_work", lambda deps: work)
     monkeypatch.setattr(exporting, "_cancelled", lambda deps, job_id: False)
     last = cp = plan.start(TypeCheckpoint(type="Patient"))
