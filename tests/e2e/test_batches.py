@@ -262,3 +262,27 @@ def test_webdav_needs_its_credentials(azurite: Azurite, client: ExportClient) ->
         ok = wait(client, start(client, body))
         assert ok["state"] == "succeeded", ok
         assert httpx.get(f"{secured.base_url}/p1/{next(iter(files))}").status_code == 401
+
+
+def test_a_batch_over_several_windows_keeps_history_bounded(
+    client: ExportClient, azurite: Azurite, service: RuntimeProcess
+) -> None:
+    files = {f"session-g/f-{i:04d}.bin": os.urandom(64) for i in range(250)}
+    upload(azurite, "acquired", files)
+    body = {"source": {"kind": "blob", "container": "acquired"}, "items": list(files),
+            "destination": {"kind": "blob", "container": "delivered", "path_prefix": "g"},
+            "options": {"concurrency": 16}, "requested_by": "tech@example.com"}  # fmt: skip
+    job = start(client, body)
+    final = wait(client, job, timeout=240)
+    assert final["state"] == "succeeded" and final["counts"] == {"items": 250, "succeeded": 250}, final[
+        "counts"
+    ]
+    assert len(final["items"]) == 250 and not final["items_more"]
+    page = client.http.get(client.rt.url(f"api/batches/{job}"), params={"items_offset": "200"}).json()
+    assert [i["index"] for i in page["items"]] == list(range(200, 250))
+    url = service.url(f"runtime/webhooks/durabletask/instances/{job}")
+    history = httpx.get(url, params={"code": service.master_key, "showHistory": "true"}, timeout=30).json()
+    # The last execution holds the last window only (50 items), not all 250: about one event each.
+    events = len(history["historyEvents"])
+    print("history events of the last execution:", events)
+    assert events < 150, events  # one execution of all 250 items would hold more than 250
