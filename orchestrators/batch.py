@@ -17,14 +17,13 @@ Deterministic: no I/O, clock or randomness here; times come from the context.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
 from shared import export_plan
 from shared.batch_tasks import (
     BATCH_ORCHESTRATOR,
@@ -42,29 +41,14 @@ from shared.batch_tasks import (
 )
 from shared.batching import FinishBatch, part_name
 from shared.error_text import readable
-from shared.export_tasks import CANCEL_EVENT, RECORD_ACTIVITY, RecordUpdate, StepOutcome
+from shared.export_tasks import CANCEL_EVENT, StepOutcome
 from shared.jobs import JobState
 from shared.jobstore import JobUpdate, PartUpdate
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-Gen = Generator[Any, Any, Any]
-SERVICE_RETRY = df.RetryOptions(2000, 10)  # the service's own storage: retried patiently
 PREPARE_THRESHOLD = 3  # failed preparations before the batch fails
-
-
-def _wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: float) -> Gen:
-    """Wait, or less if a cancel comes; True when cancelled (the timer is never cancelled)."""
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
-    timer = context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
-    return (yield context.task_any([timer, cancel])) == cancel
-
-
-def _record(context: df.DurableOrchestrationContext, job_id: str, update: JobUpdate) -> Any:
-    return context.call_activity_with_retry(
-        RECORD_ACTIVITY, SERVICE_RETRY, RecordUpdate(job_id, update).to_dict()
-    )
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=BATCH_ORCHESTRATOR)
@@ -86,11 +70,11 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
                         context, job, JobState.FAILED, export_plan.preparation_error(failures, error)
                     )
                 )
-            yield _record(
+            yield record_job(
                 context, job.job_id, JobUpdate(JobState.RETRYING, attempts=failures, last_error=error)
             )
             wait_s = export_plan.failure_wait_s(failures, options.retry.first_retry_interval_ms)
-            if (yield from _wait_unless_cancelled(context, wait_s)):
+            if (yield from wait_unless_cancelled(context, wait_s)):
                 return (yield from _finish(context, job, JobState.CANCELLED, None))
             context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
             return None
@@ -99,7 +83,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
         if prepared.error:
             return (yield from _finish(context, job, JobState.FAILED, prepared.error))
         started = context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
-        yield _record(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
+        yield record_job(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
         job = replace(job, prepared=True)
 
     window = NextItems.from_dict(
@@ -149,11 +133,6 @@ def _finish(
     return {"state": state.value, "error": error, **job.counts.to_dict()}
 
 
-def _record_item(context: df.DurableOrchestrationContext, item: ItemInput, update: PartUpdate) -> Any:
-    work = RecordUpdate(item.job_id, part=part_name(item.index), part_update=update)
-    return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, work.to_dict())
-
-
 @bp.orchestration_trigger(context_name="context", orchestration=ITEM_ORCHESTRATOR)
 def batch_item(context: df.DurableOrchestrationContext) -> Gen:
     item = ItemInput.from_dict(context.get_input())
@@ -164,10 +143,12 @@ def batch_item(context: df.DurableOrchestrationContext) -> Gen:
         except Exception as exc:  # noqa: BLE001 - transient: the activity recorded the item retrying
             if item.attempt >= policy.max_attempts:
                 last = f"{item.attempt} attempts failed; last: {readable(exc)}"
-                yield _record_item(context, item, PartUpdate("failed", last_error=last))
+                yield record_part(
+                    context, item.job_id, part_name(item.index), PartUpdate("failed", last_error=last)
+                )
                 return ItemOutcome(item.index, "failed", 0, last).to_dict()
             wait_s = export_plan.failure_wait_s(item.attempt, policy.first_retry_interval_ms)
-            if (yield from _wait_unless_cancelled(context, wait_s)):
-                yield _record_item(context, item, PartUpdate("cancelled"))
+            if (yield from wait_unless_cancelled(context, wait_s)):
+                yield record_part(context, item.job_id, part_name(item.index), PartUpdate("cancelled"))
                 return ItemOutcome(item.index, "cancelled").to_dict()
             item = replace(item, attempt=item.attempt + 1)

@@ -25,14 +25,13 @@ Deterministic: no I/O, clock or randomness here; times come from the context.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
 from shared import export_plan as plan
 from shared.contracts import CommitResult, CommitTask, ExportRequest, PageTask, TypeCheckpoint
 from shared.error_text import readable
@@ -43,13 +42,11 @@ from shared.export_tasks import (
     JOB_ORCHESTRATOR,
     PAGE_ACTIVITY,
     PREPARE_ACTIVITY,
-    RECORD_ACTIVITY,
     TYPE_ORCHESTRATOR,
     CommitAndRecord,
     FinishTask,
     JobInput,
     PageOutcome,
-    RecordUpdate,
     StepOutcome,
     TypeInput,
     type_instance_id,
@@ -60,43 +57,9 @@ from shared.jobstore import JobUpdate, PartUpdate
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
 
-Gen = Generator[Any, Any, Any]
-
 
 def _retry(request: ExportRequest) -> df.RetryOptions:
     return df.RetryOptions(**request.options.retry.as_retry_options_kwargs())
-
-
-def _wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
-    return context.create_timer(context.current_utc_datetime + dt.timedelta(seconds=seconds))
-
-
-def _wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: float) -> Gen:
-    """Wait `seconds`, or less if a cancel event comes; True when it was cancelled.
-
-    The timer is never cancelled: when it won it has fired (SDK 1.x raises "Cannot cancel a
-    completed task" for a fired timer), and when the event won the instance ends or continues
-    as new, which drops the timer. A cancel raised while nothing waits is dropped by
-    continue-as-new, but the cancel marker stops the next page or preparation."""
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
-    timer = _wait(context, seconds)
-    return (yield context.task_any([timer, cancel])) == cancel
-
-
-# Job-record writes and the final clean-up go to the service's own storage and secret store,
-# not to the user's endpoints: retry them patiently (10 attempts 2 s apart) whatever the job says.
-SERVICE_RETRY = df.RetryOptions(2000, 10)
-
-
-def _record_job(context: df.DurableOrchestrationContext, job_id: str, update: JobUpdate) -> Any:
-    return context.call_activity_with_retry(
-        RECORD_ACTIVITY, SERVICE_RETRY, RecordUpdate(job_id, update).to_dict()
-    )
-
-
-def _record_part(context: df.DurableOrchestrationContext, job_id: str, part: str, update: PartUpdate) -> Any:
-    work = RecordUpdate(job_id, part=part, part_update=update)
-    return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, work.to_dict())
 
 
 @bp.orchestration_trigger(context_name="context", orchestration=JOB_ORCHESTRATOR)
@@ -110,11 +73,11 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         failures = job.consecutive_failures + 1
         if failures >= options.failure_threshold:
             return (yield from _finish(context, job, "failed", [], plan.preparation_error(failures, error)))
-        yield _record_job(
+        yield record_job(
             context, job.job_id, JobUpdate(JobState.RETRYING, attempts=failures, last_error=error)
         )
         wait_s = plan.failure_wait_s(failures, options.retry.first_retry_interval_ms)
-        if (yield from _wait_unless_cancelled(context, wait_s)):
+        if (yield from wait_unless_cancelled(context, wait_s)):
             return (yield from _finish(context, job, "cancelled", [], None))
         context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
         return None
@@ -125,7 +88,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         return (yield from _finish(context, job, "failed", [], prepared.error))
 
     started = context.current_utc_datetime.strftime("%Y-%m-%dT%H:%M:%SZ")
-    yield _record_job(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
+    yield record_job(context, job.job_id, JobUpdate(JobState.RUNNING, started=started))
     done_before = {str(o["type"]) for o in job.completed}  # succeeded in an earlier run
     pending = [t for t in request.source.types if t not in done_before]
     running: list[tuple[Any, str]] = []
@@ -219,13 +182,13 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                         context, given, last_commit, "the source kept asking to wait (Retry-After)"
                     )
                 )
-            if (yield from _wait_unless_cancelled(context, plan.retry_after_wait_s(out.retry_after_s))):
+            if (yield from wait_unless_cancelled(context, plan.retry_after_wait_s(out.retry_after_s))):
                 return plan.type_outcome(cp, "cancelled")
             continue
         throttled = 0
         assert out.result is not None
         if out.result.error:
-            yield _record_part(
+            yield record_part(
                 context, given.job_id, cp.type, PartUpdate("failed", last_error=out.result.error)
             )
             return plan.type_outcome(last_commit, "failed", out.result.error)
@@ -240,7 +203,7 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 return (yield from _type_failure(context, given, last_commit, readable(exc)))
             result = CommitResult.from_dict(raw)
             if result.error:
-                yield _record_part(
+                yield record_part(
                     context, given.job_id, cp.type, PartUpdate("failed", last_error=result.error)
                 )
                 return plan.type_outcome(last_commit, "failed", result.error)
@@ -267,11 +230,11 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
                     return (yield from _type_failure(context, given, last_commit, readable(exc)))
                 if (result := CommitResult.from_dict(raw)).error:
-                    yield _record_part(
+                    yield record_part(
                         context, given.job_id, cp.type, PartUpdate("failed", last_error=result.error)
                     )
                     return plan.type_outcome(last_commit, "failed", result.error)
-            yield _record_part(context, given.job_id, cp.type, PartUpdate("succeeded", pages=done.pages_done))
+            yield record_part(context, given.job_id, cp.type, PartUpdate("succeeded", pages=done.pages_done))
             return plan.type_outcome(done, "succeeded")
 
 
@@ -282,14 +245,14 @@ def _type_failure(
     threshold = given.request.options.failure_threshold
     if failures >= threshold:
         update = PartUpdate("failed", consecutive_failures=failures, last_error=error)
-        yield _record_part(context, given.job_id, last_commit.type, update)
+        yield record_part(context, given.job_id, last_commit.type, update)
         return plan.type_outcome(
             last_commit, "failed", f"{failures} consecutive failed attempts; last: {error}"
         )
     update = PartUpdate("retrying", consecutive_failures=failures, last_error=error)
-    yield _record_part(context, given.job_id, last_commit.type, update)
+    yield record_part(context, given.job_id, last_commit.type, update)
     wait_s = plan.failure_wait_s(failures, given.request.options.retry.first_retry_interval_ms)
-    if (yield from _wait_unless_cancelled(context, wait_s)):
+    if (yield from wait_unless_cancelled(context, wait_s)):
         return plan.type_outcome(last_commit, "cancelled")
     resume = replace(last_commit, consecutive_failures=failures)
     context.continue_as_new(TypeInput(given.job_id, given.request, resume).to_dict())
