@@ -17,38 +17,29 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
-from http_api.exports import error, guarded, json_answer
+from http_api.exports import accept, error, guarded, json_answer
 from shared import batch_api, job_api
-from shared.deps import get_deps
+from shared.deps import Deps, get_deps
 from shared.errors import ValidationError
-from shared.jobstore import JobKind
+from shared.jobstore import JobKind, JobView
 
 bp = df.Blueprint()
-
-
-def status_url(req: func.HttpRequest, job_id: str) -> str:
-    return f"{req.url.split('/api/', 1)[0]}/api/batches/{job_id}"
 
 
 @bp.route(route="batches", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def submit_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    async def run() -> func.HttpResponse:
-        try:
-            body = req.get_json()
-        except ValueError:
-            return error(400, "invalid_json", "the body must be a JSON object", "body")
-        deps = get_deps()
-        submitted = await asyncio.to_thread(batch_api.submit, body, deps)
-        try:
-            await durable.start(client, submitted, deps)
-        except durable.StartFailed:
-            return error(503, "unavailable", "the batch could not be started; try again")
-        location = status_url(req, submitted.job.job_id)
-        body = {"id": submitted.job.job_id, "state": "queued", "status_url": location}
-        return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
+    return await guarded(lambda: accept(req, client, batch_api.submit, "batches"))
 
-    return await guarded(run)
+
+def _batch(job_id: str, deps: Deps) -> JobView | None:
+    """The batch `job_id`, or None (no such job, or a job of another kind)."""
+    view = job_api.find(job_id, deps)
+    return view if view is not None and view.record.get("kind") == JobKind.BATCH.value else None
+
+
+def _not_found(job_id: str) -> func.HttpResponse:
+    return error(404, "not_found", f"no batch {job_id!r}", "id")
 
 
 def _offset(req: func.HttpRequest) -> int:
@@ -62,10 +53,11 @@ def _offset(req: func.HttpRequest) -> int:
 @bp.durable_client_input(client_name="client")
 async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id, offset = req.route_params["id"], _offset(req)
-        view = await durable.reconciled_view(client, job_id, get_deps())
-        if view is None or view.record.get("kind") != JobKind.BATCH.value:
-            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        job_id, offset, deps = req.route_params["id"], _offset(req), get_deps()
+        if await asyncio.to_thread(_batch, job_id, deps) is None:
+            return _not_found(job_id)
+        view = await durable.reconciled_view(client, job_id, deps)
+        assert view is not None
         return json_answer(batch_api.present(view, offset=offset))
 
     return await guarded(run)
@@ -76,9 +68,8 @@ async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient
 async def cancel_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id, deps = req.route_params["id"], get_deps()
-        found = await asyncio.to_thread(job_api.find, job_id, deps)
-        if found is None or found.record.get("kind") != JobKind.BATCH.value:
-            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        if await asyncio.to_thread(_batch, job_id, deps) is None:
+            return _not_found(job_id)
         view = await durable.cancel(client, job_id, deps)
         assert view is not None
         return json_answer(batch_api.present(view), 202)
@@ -91,9 +82,8 @@ async def cancel_batch(req: func.HttpRequest, client: df.DurableOrchestrationCli
 async def retry_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id, deps = req.route_params["id"], get_deps()
-        found = await asyncio.to_thread(job_api.find, job_id, deps)
-        if found is None or found.record.get("kind") != JobKind.BATCH.value:
-            return error(404, "not_found", f"no batch {job_id!r}", "id")
+        if await asyncio.to_thread(_batch, job_id, deps) is None:
+            return _not_found(job_id)
         return await durable_retry(req, client, job_id)
 
     return await guarded(run)

@@ -19,7 +19,7 @@ import azure.functions as func
 
 from control import durable
 from shared import job_api
-from shared.deps import get_deps
+from shared.deps import Deps, get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
 
 bp = df.Blueprint()
@@ -55,31 +55,34 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
         return error(500, "internal", "the request could not be processed", None)
 
 
-def status_url(req: func.HttpRequest, job_id: str) -> str:
-    base = req.url.split("/api/", 1)[0]
-    return f"{base}/api/exports/{job_id}"
+async def accept(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    submit: Callable[[Any, Deps], job_api.Submitted],
+    status_path: str,
+) -> func.HttpResponse:
+    """POST of a new job of any kind: decode, `submit` (records it queued), start it, 202."""
+    try:
+        body = req.get_json()
+    except ValueError:
+        return error(400, "invalid_json", "the body must be a JSON object", "body")
+    deps = get_deps()
+    submitted = await asyncio.to_thread(submit, body, deps)
+    job_id = submitted.job.job_id
+    try:
+        await durable.start(client, submitted, deps)
+    except durable.StartFailed:
+        return error(503, "unavailable", "the job could not be started; try again")
+    location = f"{req.url.split('/api/', 1)[0]}/api/{status_path}/{job_id}"
+    log.info("%s %s accepted for %s", status_path, job_id, submitted.job.request.requested_by)
+    body = {"id": job_id, "state": "queued", "status_url": location}
+    return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
 
 
 @bp.route(route="exports", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    async def run() -> func.HttpResponse:
-        try:
-            body = req.get_json()
-        except ValueError:
-            return error(400, "invalid_json", "the body must be a JSON object", "body")
-        deps = get_deps()
-        submitted = await asyncio.to_thread(job_api.submit, body, deps)
-        try:
-            await durable.start(client, submitted, deps)
-        except durable.StartFailed:
-            return error(503, "unavailable", "the export could not be started; try again")
-        location = status_url(req, submitted.job.job_id)
-        log.info("export %s accepted for %s", submitted.job.job_id, submitted.job.request.requested_by)
-        body = {"id": submitted.job.job_id, "state": "queued", "status_url": location}
-        return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
-
-    return await guarded(run)
+    return await guarded(lambda: accept(req, client, job_api.submit, "exports"))
 
 
 @bp.route(route="exports", methods=["GET"])
