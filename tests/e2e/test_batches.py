@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from tests.support.azurite import Azurite
-from tests.support.export_env import TERMINAL, ExportClient, start_service
+from tests.support.export_env import TERMINAL, ExportClient
 from tests.support.fhir_server import FhirTestServer
 from tests.support.runtime import RuntimeProcess
 from tests.support.waiting import wait_until
@@ -36,22 +35,6 @@ def fhir() -> Iterator[FhirTestServer]:
 def dav() -> Iterator[WebDavTestServer]:
     with WebDavTestServer() as server:
         yield server
-
-
-@pytest.fixture
-def service(azurite: Azurite, fhir: FhirTestServer, tmp_path: Path) -> Iterator[RuntimeProcess]:
-    rt = start_service(azurite, fhir, tmp_path)
-    try:
-        yield rt
-    finally:
-        rt.stop()
-
-
-@pytest.fixture
-def client(service: RuntimeProcess) -> Iterator[ExportClient]:
-    c = ExportClient(service)
-    yield c
-    c.close()
 
 
 def upload(azurite: Azurite, container: str, files: dict[str, bytes]) -> None:

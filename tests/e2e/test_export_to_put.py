@@ -5,15 +5,12 @@ commit; the files on the server are validated against the FHIR source."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from shared.validation import validate_export
-from tests.support.azurite import Azurite
-from tests.support.export_env import ExportClient, export_body, start_service
+from tests.support.export_env import ExportClient, export_body
 from tests.support.fhir_server import FhirTestServer
-from tests.support.runtime import RuntimeProcess
 from tests.support.webdav_server import WebDavTestServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
@@ -23,22 +20,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 def fhir() -> Iterator[FhirTestServer]:
     with FhirTestServer({"Patient": 130, "Observation": 70}, resource_bytes=1000) as server:
         yield server
-
-
-@pytest.fixture
-def service(azurite: Azurite, fhir: FhirTestServer, tmp_path: Path) -> Iterator[RuntimeProcess]:
-    rt = start_service(azurite, fhir, tmp_path)
-    try:
-        yield rt
-    finally:
-        rt.stop()
-
-
-@pytest.fixture
-def client(service: RuntimeProcess) -> Iterator[ExportClient]:
-    c = ExportClient(service)
-    yield c
-    c.close()
 
 
 def files_on(dav: WebDavTestServer, folder: str) -> Iterator[tuple[str, Iterator[bytes]]]:
