@@ -157,14 +157,15 @@ def transfer(task: ItemInput, deps: Deps) -> ItemOutcome:
     item = _items(job_id, deps)[index]
     if deps.jobs.cancel_requested(job_id):
         return _ended(deps, task, item, "cancelled", None)
-    source = _source(request, deps)
-    info = source.stat(item) if task.attempt == 1 else None
-    base = {"item": item, "index": index, "state": "transferring", "attempts": task.attempt, "bytes_done": 0,
-            "bytes_total": info.size if info else None, "last_error": None}  # fmt: skip
-    deps.jobs.put_part(job_id, part, {**base, "updated": utc_now()})
-    progress = _Progress(deps, job_id, part, base)
+    base: dict[str, Any] = {"item": item, "index": index, "state": "transferring", "attempts": task.attempt,
+                            "bytes_done": 0, "bytes_total": None, "last_error": None}  # fmt: skip
     destination = request.destination
     try:
+        source = _source(request, deps)
+        info = source.stat(item)  # a missing item fails here, for good, before anything is written
+        base["bytes_total"] = info.size if info.size_known else None
+        deps.jobs.put_part(job_id, part, {**base, "updated": utc_now()})
+        progress = _Progress(deps, job_id, part, base)
         if isinstance(destination, PutDestinationSpec):
             put = _put_destination(destination, deps)
             values = {**dict(request.labels), **item_values(item, index, request.source.kind)}

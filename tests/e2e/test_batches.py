@@ -269,3 +269,18 @@ def test_a_batch_over_several_windows_keeps_history_bounded(
     events = len(history["historyEvents"])
     print("history events of the last execution:", events)
     assert events < 150, events  # one execution of all 250 items would hold more than 250
+
+
+def test_a_missing_source_file_fails_at_once_with_a_reason(client: ExportClient, azurite: Azurite) -> None:
+    files = some_files(2, "session-h")
+    upload(azurite, "acquired", files)
+    items = [*files, "session-h/never-written.dcm"]
+    body = {"source": {"kind": "blob", "container": "acquired"}, "items": items,
+            "destination": {"kind": "blob", "container": "delivered", "path_prefix": "h"},
+            "options": {"retry": FAST_RETRY, "partial_failure": "succeed"}, "requested_by": "tech@example.com"}  # fmt: skip
+    final = wait(client, start(client, body))
+    assert final["state"] == "succeeded", final  # partial_failure: succeed
+    missing = final["items"][2]
+    assert missing["state"] == "failed" and missing["attempts"] == 1, missing
+    assert "no such blob" in missing["last_error"], missing
+    assert final["counts"] == {"items": 3, "succeeded": 2, "failed": 1}
