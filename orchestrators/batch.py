@@ -18,13 +18,13 @@ Deterministic: no I/O, clock or randomness here; times come from the context.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
 
 from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
 from shared import export_plan
+from shared._strict import replace
 from shared.batch_tasks import (
     BATCH_ORCHESTRATOR,
     FINISH_ACTIVITY,

@@ -26,13 +26,13 @@ Deterministic: no I/O, clock or randomness here; times come from the context.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 import azure.durable_functions as df
 
 from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
 from shared import export_plan as plan
+from shared._strict import replace
 from shared.contracts import CommitResult, CommitTask, ExportRequest, PageTask, TypeCheckpoint
 from shared.error_text import readable
 from shared.export_tasks import (

@@ -1,19 +1,35 @@
-"""Strict readers for JSON-shaped input: every value is type-checked and every error names its field.
+"""Strict reading of JSON-shaped input: every value is type-checked and every error names its field.
 
-`ObjectReader` wraps one JSON object at a field path (`"options.retry"`); each accessor consumes a
-key, and `finish()` rejects the keys nobody asked for, so unknown fields can never slip through.
-Also the small value checks the contracts and the settings share (URLs, e-mail, container names).
+`Contract` is the pydantic base of every contract (frozen, strict, unknown fields refused, JSON
+`null` read as absent); `validate` reads one and turns pydantic's errors into the project's
+`ValidationError(field, message)` with a dotted path (`source.types[1]`). Validators report with
+`fail`/`checked`, whose `at` extends that path below the field they check. `ObjectReader` is the
+hand-written reader the HTTP PUT destination still uses. Also the small value checks the
+contracts and the settings share (URLs, e-mail, container names).
 This module must not know about exports: it only reads and checks values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final, TypeVar, overload
+from typing import Annotated, Any, ClassVar, Final, NoReturn, Self, TypeVar, overload
 from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from shared.errors import ValidationError
 
@@ -215,9 +231,169 @@ class ObjectReader:
 # understand and refuse newer ones: a record written by a newer release must not be half-read.
 SCHEMA_VERSION: Final = 1
 
+M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
+R = TypeVar("R")
 
-def read_schema_version(reader: ObjectReader) -> int:
-    version = reader.integer("schema_version", SCHEMA_VERSION, lo=1, hi=2**31)
+
+# --- pydantic contracts --------------------------------------------------------------------------
+
+
+def fail(message: str, at: str | int = "") -> NoReturn:
+    """Refuse a value from a validator; `at` is the path below the validated field (`[2]`, `x.y`)."""
+    where = f"[{at}]" if isinstance(at, int) else at
+    raise PydanticCustomError("contract", "{message}", {"message": message, "at": where})
+
+
+def checked(check: Callable[[str, V], R], value: V, at: str | int = "") -> R:
+    """Run one of the `check_*(field, value)` functions inside a validator."""
+    try:
+        return check("", value)
+    except ValidationError as exc:
+        fail(exc.detail, _extend(f"[{at}]" if isinstance(at, int) else at, exc.field))
+
+
+def _extend(path: str, below: str | int) -> str:
+    if isinstance(below, int):
+        return f"{path}[{below}]"
+    if not below or below == "body":
+        return path
+    if below.startswith("["):
+        return f"{path}{below}"
+    return f"{path}.{below}" if path else below
+
+
+def _message(error: ErrorDetails) -> str:
+    """Our wording for pydantic's error types (never the input: it may be a secret)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    fixed = {
+        "missing": "is required",
+        "extra_forbidden": "unknown field",
+        "string_type": "must be a string",
+        "int_type": "must be an integer",
+        "bool_type": "must be true or false",
+        "model_type": "must be an object",
+        "dict_type": "must be an object",
+        "tuple_type": "must be a list",
+        "list_type": "must be a list",
+        "enum": "must be one of its values",
+    }
+    if kind in fixed:
+        return fixed[kind]
+    templates = {
+        "contract": "{message}",
+        "greater_than_equal": "must be at least {ge}",
+        "less_than_equal": "must be at most {le}",
+        "string_too_short": "must be at least {min_length} characters",
+        "string_too_long": "must be at most {max_length} characters",
+        "too_short": "must have at least {min_length} items",
+        "too_long": "must have at most {max_length} items",
+        "literal_error": "must be {expected}",
+        "value_error": "{error}",
+    }
+    if kind in templates:
+        return templates[kind].format(**ctx)
+    return error["msg"]
+
+
+def first_error(exc: PydanticError, path: str = "") -> ValidationError:
+    """The first of pydantic's errors as ours, its `loc` tuple turned into a dotted field path."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    field = path
+    for part in error["loc"]:
+        field = _extend(field, part)
+    if error["type"] == "contract":
+        field = _extend(field, str((error.get("ctx") or {}).get("at", "")))
+    return ValidationError(field or "body", _message(error))
+
+
+def validate(model: type[M], data: object, path: str = "", context: dict[str, Any] | None = None) -> M:
+    """Read `data` as a `model`; every error is a `ValidationError` whose field starts at `path`."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(path or "body", "must be an object")
+    try:
+        return model.model_validate(dict(data), context=context)
+    except PydanticError as exc:
+        raise first_error(exc, path) from None
+
+
+def nested(model: type[M], data: object, info: ValidationInfo, at: str) -> M:
+    """Read a sub-object inside a validator; its errors name the path below `at`."""
+    if not isinstance(data, Mapping):
+        fail("must be an object", at)
+    try:
+        return model.model_validate(dict(data), context=info.context)
+    except PydanticError as exc:
+        error = first_error(exc, at)
+        fail(error.detail, error.field)
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """`dataclasses.replace` for contracts and dataclasses alike (a contract is validated again)."""
+    if isinstance(obj, BaseModel):
+        return type(obj)(**{**dict(obj), **changes})
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+
+
+def _as_tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# A JSON list read as a tuple: contracts are immutable (strict mode alone only takes tuples).
+Items = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
+Count = Annotated[int, Field(ge=0, le=2**53)]  # 2**53: the largest integer every JSON reader keeps
+
+
+class Contract(BaseModel):
+    """Base of the contracts: frozen, strict (no `"1"` for 1, no `true` for 1), unknown fields
+    refused, JSON `null` read as absent for fields with a default. `to_dict()`/`from_dict()` are
+    the JSON shape (records and history); subclasses adapt it in `_prepare` (before validation)."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    # Positional construction, as the dataclasses these replaced allowed (`JobInput(id, request)`).
+    _positional: ClassVar[bool] = False
+    _path: ClassVar[str] = ""  # where `from_dict` errors start by default
+
+    def __init__(self, /, *args: Any, **kwargs: Any) -> None:
+        if args:
+            names = list(type(self).model_fields)
+            if not self._positional or len(args) > len(names):
+                raise TypeError(f"{type(self).__name__} takes keyword arguments only")
+            kwargs.update(zip(names, args, strict=False))
+        super().__init__(**kwargs)
+
+    # Tells pydantic this __init__ only forwards to BaseModel's: `model_validate` keeps validating
+    # directly (with its context) instead of calling __init__.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_json_shape(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        present = {
+            k: v for k, v in data.items() if not (v is None and k in fields and not fields[k].is_required())
+        }
+        return cls._prepare(present, info)
+
+    @classmethod
+    def _prepare(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Adapt the JSON shape before validation (`info.context` is None for constructor calls)."""
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str | None = None) -> Self:
+        return validate(cls, data, cls._path if path is None else path, context={"api": False})
+
+
+def check_schema_version(version: int) -> int:
     if version > SCHEMA_VERSION:
-        raise ValidationError(reader.field("schema_version"), f"{version} is newer than {SCHEMA_VERSION}")
+        fail(f"{version} is newer than {SCHEMA_VERSION}")
     return version
+
+
+SchemaVersion = Annotated[int, Field(ge=1, le=2**31, repr=False), AfterValidator(check_schema_version)]

@@ -67,7 +67,9 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
             )
         for i, item in enumerate(items):  # every URL can be made: no `..`, no escape from base_url
             try:
-                request.destination.url_for({**dict(request.labels), **item_values(item, i, request.source.kind)})
+                request.destination.url_for(
+                    {**dict(request.labels), **item_values(item, i, request.source.kind)}
+                )
             except ValidationError as exc:
                 raise ValidationError(f"items[{i}]", exc.detail) from None
     for name, value in secrets.items():
@@ -157,9 +159,8 @@ def retry(view: JobView, body: Any, deps: Deps) -> Submitted:
     """Re-run the items that did not succeed (the caller checked the batch failed). The batch's
     secrets were deleted when it ended; a batch that had them needs them again in `body`:
     `{"source": {"secret": ...}, "destination": {"secret": ...}}`."""
-    from dataclasses import replace
-
-    from shared.job_api import Submitted  # noqa: F811 - at run time
+    from shared._strict import replace
+    from shared.job_api import Submitted, requeue  # noqa: F811 - at run time
     from shared.secrets.base import ROLE_DESTINATION, new_secret_name
 
     job_id = str(view.record["id"])
@@ -181,11 +182,8 @@ def retry(view: JobView, body: Any, deps: Deps) -> Submitted:
             deps.jobs.put_part(
                 job_id, name, {**progress, "state": "queued", "last_error": None, "updated": utc_now()}
             )
-    run = int(view.record.get("run", 0)) + 1
-    requeued = {**view.record, "state": JobState.QUEUED.value, "request": request.to_dict(), "run": run,
-                "finished": None, "outcome": None, "last_error": None, "updated": utc_now()}  # fmt: skip
-    deps.jobs.put_record(requeued)
-    return Submitted(BatchInput(job_id, request, run=run), requeued, BATCH_ORCHESTRATOR)
+    requeued = requeue(view.record, request.to_dict(), deps)
+    return Submitted(BatchInput(job_id, request, run=requeued["run"]), requeued, BATCH_ORCHESTRATOR)
 
 
 def _secret_again(body: Mapping[str, Any], section: str, name: str, deps: Deps) -> str:

@@ -9,10 +9,10 @@ Metadata only: item names are read by the activities from the job record, bytes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from shared._strict import Contract, Count, Items, replace
 from shared.batch_contracts import BatchRequest
 from shared.jobs import JobState
 
@@ -47,14 +47,18 @@ def item_instance_id(job_id: str, index: int, run: int = 0) -> str:
     return f"{job_id}:item:{index}" if run == 0 else f"{job_id}:item:{index}:r{run}"
 
 
-@dataclass(frozen=True)
-class Counts:
+class Counts(Contract):
     """What the items of a batch came to so far (carried across continue-as-new)."""
 
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    bytes: int = 0
+    _positional: ClassVar[bool] = True
+    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    succeeded: Count = 0
+    failed: Count = 0
+    cancelled: Count = 0
+    bytes: Count = 0
 
     def add(self, outcome: ItemOutcome) -> Counts:
         return replace(
@@ -65,88 +69,57 @@ class Counts:
             bytes=self.bytes + outcome.bytes,
         )
 
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "cancelled": self.cancelled,
-            "bytes": self.bytes,
-        }
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Counts:
-        return cls(**{k: int(d.get(k, 0)) for k in ("succeeded", "failed", "cancelled", "bytes")})
+class BatchInput(Contract):
+    _positional: ClassVar[bool] = True
+    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-@dataclass(frozen=True)
-class BatchInput:
     job_id: str
     request: BatchRequest
-    run: int = 0
-    cursor: int = 0  # the first index not yet looked at
-    counts: Counts = field(default_factory=Counts)
+    run: Count = 0
+    cursor: Count = 0  # the first index not yet looked at
+    counts: Counts = Counts()
     prepared: bool = False
-    consecutive_failures: int = 0  # of the preparation
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "request": self.request.to_dict(), "run": self.run, "cursor": self.cursor,
-                "counts": self.counts.to_dict(), "prepared": self.prepared,
-                "consecutive_failures": self.consecutive_failures}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BatchInput:
-        return cls(str(d["job_id"]), BatchRequest.from_dict(d["request"]), int(d.get("run", 0)),
-                   int(d.get("cursor", 0)), Counts.from_dict(d.get("counts") or {}), bool(d.get("prepared")),
-                   int(d.get("consecutive_failures", 0)))  # fmt: skip
+    consecutive_failures: Count = 0  # of the preparation
 
 
-@dataclass(frozen=True)
-class NextItems:
+class NextItems(Contract):
     """The next window: item indices still to do (not succeeded), and where to look after it."""
 
-    indices: tuple[int, ...]
-    cursor: int
+    _positional: ClassVar[bool] = True
+    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    indices: Items[int]
+    cursor: Count
     done: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"indices": list(self.indices), "cursor": self.cursor, "done": self.done}
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NextItems:
-        return cls(tuple(int(i) for i in d["indices"]), int(d["cursor"]), bool(d["done"]))
+class ItemInput(Contract):
+    _positional: ClassVar[bool] = True
+    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-@dataclass(frozen=True)
-class ItemInput:
     job_id: str
     request: BatchRequest
-    index: int
-    attempt: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "request": self.request.to_dict(), "index": self.index,
-                "attempt": self.attempt}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ItemInput:
-        return cls(
-            str(d["job_id"]), BatchRequest.from_dict(d["request"]), int(d["index"]), int(d.get("attempt", 1))
-        )
+    index: Count
+    attempt: Count = 1
 
 
-@dataclass(frozen=True)
-class ItemOutcome:
-    index: int
+class ItemOutcome(Contract):
+    _positional: ClassVar[bool] = True
+    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    index: int  # -1: an item orchestration that failed before it could say which item
     state: str  # succeeded | failed | cancelled
-    bytes: int = 0
+    bytes: Count = 0
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "state": self.state, "bytes": self.bytes, "error": self.error}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ItemOutcome:
-        return cls(int(d["index"]), str(d["state"]), int(d.get("bytes", 0)), d.get("error"))
 
 
 def final_state(counts: Counts, *, cancelled: bool, partial_failure: str) -> JobState:

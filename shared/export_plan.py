@@ -9,9 +9,10 @@ if this one is full. `job_state` folds the types' outcomes into the job's final 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from shared._strict import replace
 from shared.contracts import ExportOptions, FileState, PageResult, TypeCheckpoint
 from shared.retry import compute_backoff
 

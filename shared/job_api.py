@@ -106,8 +106,7 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
     An export keeps what succeeded: succeeded types are not run again, and every other type
     resumes from its last commit. The job's secrets were deleted when it failed, so a job that
     had them needs them again in `body` (`source.auth_secret`, `destination.secret`); the
-    outbound policy is checked again. The record is re-queued here, the only place that moves
-    a job out of a terminal state (an explicit operator action, never a replayed write)."""
+    outbound policy is checked again; `requeue` writes the record back as `queued`."""
     view = find(job_id, deps)
     if view is None:
         return None
@@ -147,11 +146,19 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
         if progress.get("checkpoint"):
             resume[resource_type] = TypeCheckpoint.from_dict(progress["checkpoint"])
         deps.jobs.put_part(job_id, resource_type, {**progress, "state": "queued", "last_error": None})
-    run = int(record.get("run", 0)) + 1
-    requeued = {**record, "state": JobState.QUEUED.value, "request": request.to_dict(), "run": run,
+    requeued = requeue(record, request.to_dict(), deps)
+    job = JobInput(job_id, request, run=requeued["run"], resume=resume, completed=tuple(completed))
+    return Submitted(job, requeued)
+
+
+def requeue(record: Mapping[str, Any], request: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
+    """Write a failed job's record back as `queued` for its next run (`run` + 1), with its new
+    request (new secret names). The one place a job leaves a terminal state: an operator's
+    explicit retry, never a replayed write (those go through the state table)."""
+    requeued = {**record, "state": JobState.QUEUED.value, "request": dict(request), "run": int(record.get("run", 0)) + 1,
                 "finished": None, "outcome": None, "last_error": None, "updated": utc_now()}  # fmt: skip
     deps.jobs.put_record(requeued)
-    return Submitted(JobInput(job_id, request, run=run, resume=resume, completed=tuple(completed)), requeued)
+    return requeued
 
 
 def _secret_in(body: Mapping[str, Any], section: str, name: str, *, needed: bool) -> str | None:

@@ -394,3 +394,13 @@ def test_bad_elements_name_the_field() -> None:
     with pytest.raises(ValidationError) as info:
         parse_export_request(body)
     assert info.value.field == "source.elements[1]"
+
+
+def test_request_json_schema_is_producible_for_the_openapi_document() -> None:
+    schema = ExportRequest.model_json_schema()
+    assert set(schema["required"]) >= {"source", "destination", "requested_by"}
+    assert schema["additionalProperties"] is False
+    source = schema["$defs"]["FhirSourceSpec"]
+    assert source["properties"]["page_size"]["maximum"] == 10_000
+    assert schema["properties"]["labels"]["type"] == "object"
+    json.dumps(schema)  # plain JSON, ready to embed

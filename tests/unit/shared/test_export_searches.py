@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from shared import export_plan as plan
 from shared import exporting
+from shared._strict import replace
 from shared.contracts import ExportOptions, PageTask, TypeCheckpoint, parse_export_request
 from shared.sources import Page, Searches
 from shared.workstore import MemoryWorkStore
