@@ -99,7 +99,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
         stop = cancelled or (threshold is not None and counts.failed >= threshold)
         while pending and not stop and len(running) < options.concurrency:
             index = pending.pop(0)
-            item = ItemInput(job.job_id, job.request, index)
+            item = ItemInput(job_id=job.job_id, request=job.request, index=index)
             running.append(context.call_sub_orchestrator(ITEM_ORCHESTRATOR, item.to_dict(),
                                                          item_instance_id(job.job_id, index, job.run)))  # fmt: skip
         if stop:
@@ -111,7 +111,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
             cancelled = True
             continue
         running.remove(winner)
-        outcome = (ItemOutcome(-1, "failed", 0, readable(winner.result)) if isinstance(winner.result, Exception)
+        outcome = (ItemOutcome(index=-1, state="failed", error=readable(winner.result)) if isinstance(winner.result, Exception)
                    else ItemOutcome.from_dict(winner.result))  # fmt: skip
         counts = counts.add(outcome)
     over_threshold = threshold is not None and counts.failed >= threshold
@@ -146,9 +146,9 @@ def batch_item(context: df.DurableOrchestrationContext) -> Gen:
                 yield record_part(
                     context, item.job_id, part_name(item.index), PartUpdate("failed", last_error=last)
                 )
-                return ItemOutcome(item.index, "failed", 0, last).to_dict()
+                return ItemOutcome(index=item.index, state="failed", error=last).to_dict()
             wait_s = export_plan.failure_wait_s(item.attempt, policy.first_retry_interval_ms)
             if (yield from wait_unless_cancelled(context, wait_s)):
                 yield record_part(context, item.job_id, part_name(item.index), PartUpdate("cancelled"))
-                return ItemOutcome(item.index, "cancelled").to_dict()
+                return ItemOutcome(index=item.index, state="cancelled").to_dict()
             item = replace(item, attempt=item.attempt + 1)

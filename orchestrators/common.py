@@ -40,10 +40,10 @@ def wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: floa
 
 def record_job(context: df.DurableOrchestrationContext, job_id: str, update: JobUpdate) -> Any:
     return context.call_activity_with_retry(
-        RECORD_ACTIVITY, SERVICE_RETRY, RecordUpdate(job_id, update).to_dict()
+        RECORD_ACTIVITY, SERVICE_RETRY, RecordUpdate(job_id=job_id, job=update).to_dict()
     )
 
 
 def record_part(context: df.DurableOrchestrationContext, job_id: str, part: str, update: PartUpdate) -> Any:
-    work = RecordUpdate(job_id, part=part, part_update=update)
+    work = RecordUpdate(job_id=job_id, part=part, part_update=update)
     return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, work.to_dict())

@@ -99,7 +99,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         while pending and len(running) < options.parallel_types:
             resource_type = pending.pop(0)
             start = job.resume.get(resource_type) or TypeCheckpoint(type=resource_type)
-            child = TypeInput(job.job_id, request, start)
+            child = TypeInput(job_id=job.job_id, request=request, checkpoint=start)
             task = context.call_sub_orchestrator(
                 TYPE_ORCHESTRATOR, child.to_dict(), type_instance_id(job.job_id, resource_type, job.run)
             )
@@ -142,7 +142,8 @@ def _finish(
         "resources": sum(o["resources"] for o in outcomes),
         "types": {o["type"]: o["state"] for o in outcomes},
     }
-    task = FinishTask(job.job_id, job.request, state, outcome, tuple(delete_files or ()))
+    task = FinishTask(job_id=job.job_id, request=job.request, state=state, outcome=outcome,
+                      delete_files=tuple(delete_files or ()))  # fmt: skip
     yield context.call_activity_with_retry(FINISH_ACTIVITY, SERVICE_RETRY, task.to_dict())
     if not context.is_replaying:
         log.info("export job %s ended %s", job.job_id, state)
@@ -196,7 +197,9 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
         pages_since_commit += 1
         if decision.commit:
             after = plan.committed(cp, decision)
-            work = CommitAndRecord(CommitTask(job_id=given.job_id, request=request, file=cp.files[-1]), after)
+            work = CommitAndRecord(
+                commit=CommitTask(job_id=given.job_id, request=request, file=cp.files[-1]), checkpoint=after
+            )
             try:
                 raw = yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())
             except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
@@ -209,20 +212,23 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 return plan.type_outcome(last_commit, "failed", result.error)
             if decision.done:
                 return plan.type_outcome(after, "succeeded")
-            context.continue_as_new(TypeInput(given.job_id, request, after).to_dict())
+            context.continue_as_new(
+                TypeInput(job_id=given.job_id, request=request, checkpoint=after).to_dict()
+            )
             return None
         if decision.checkpoint:  # pages read, nothing staged: a checkpoint needs no commit
             resume = replace(cp, consecutive_failures=0)
-            context.continue_as_new(TypeInput(given.job_id, request, resume).to_dict())
+            context.continue_as_new(
+                TypeInput(job_id=given.job_id, request=request, checkpoint=resume).to_dict()
+            )
             return None
         if decision.done:  # the last page brought nothing new to commit
             done = replace(cp, done=True)
             if done.files[-1].committed_resources:
                 # Commit the last file again, now marked done: idempotent for Blob, and the moment
                 # a PUT destination sends the complete file.
-                work = CommitAndRecord(
-                    CommitTask(job_id=given.job_id, request=request, file=done.files[-1]), done
-                )
+                last_file = CommitTask(job_id=given.job_id, request=request, file=done.files[-1])
+                work = CommitAndRecord(commit=last_file, checkpoint=done)
                 try:
                     raw = yield context.call_activity_with_retry(
                         COMMIT_ACTIVITY, _retry(request), work.to_dict()
@@ -255,5 +261,7 @@ def _type_failure(
     if (yield from wait_unless_cancelled(context, wait_s)):
         return plan.type_outcome(last_commit, "cancelled")
     resume = replace(last_commit, consecutive_failures=failures)
-    context.continue_as_new(TypeInput(given.job_id, given.request, resume).to_dict())
+    context.continue_as_new(
+        TypeInput(job_id=given.job_id, request=given.request, checkpoint=resume).to_dict()
+    )
     return None

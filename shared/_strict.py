@@ -350,21 +350,7 @@ class Contract(BaseModel):
     the JSON shape (records and history); subclasses adapt it in `_prepare` (before validation)."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
-    # Positional construction, as the dataclasses these replaced allowed (`JobInput(id, request)`).
-    _positional: ClassVar[bool] = False
     _path: ClassVar[str] = ""  # where `from_dict` errors start by default
-
-    def __init__(self, /, *args: Any, **kwargs: Any) -> None:
-        if args:
-            names = list(type(self).model_fields)
-            if not self._positional or len(args) > len(names):
-                raise TypeError(f"{type(self).__name__} takes keyword arguments only")
-            kwargs.update(zip(names, args, strict=False))
-        super().__init__(**kwargs)
-
-    # Tells pydantic this __init__ only forwards to BaseModel's: `model_validate` keeps validating
-    # directly (with its context) instead of calling __init__.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @model_validator(mode="before")
     @classmethod

@@ -89,7 +89,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         "last_error": None,
     }
     deps.jobs.put_record(record)
-    return Submitted(BatchInput(job_id, request), record, BATCH_ORCHESTRATOR)
+    return Submitted(BatchInput(job_id=job_id, request=request), record, BATCH_ORCHESTRATOR)
 
 
 def present(view: JobView, *, offset: int = 0, limit: int = ITEMS_SHOWN) -> dict[str, Any]:
@@ -183,7 +183,9 @@ def retry(view: JobView, body: Any, deps: Deps) -> Submitted:
                 job_id, name, {**progress, "state": "queued", "last_error": None, "updated": utc_now()}
             )
     requeued = requeue(view.record, request.to_dict(), deps)
-    return Submitted(BatchInput(job_id, request, run=requeued["run"]), requeued, BATCH_ORCHESTRATOR)
+    return Submitted(
+        BatchInput(job_id=job_id, request=request, run=requeued["run"]), requeued, BATCH_ORCHESTRATOR
+    )
 
 
 def _secret_again(body: Mapping[str, Any], section: str, name: str, deps: Deps) -> str:

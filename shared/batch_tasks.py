@@ -10,7 +10,7 @@ Metadata only: item names are read by the activities from the job record, bytes 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import Final
 
 from shared._strict import Contract, Count, Items, replace
 from shared.batch_contracts import BatchRequest
@@ -50,11 +50,6 @@ def item_instance_id(job_id: str, index: int, run: int = 0) -> str:
 class Counts(Contract):
     """What the items of a batch came to so far (carried across continue-as-new)."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     succeeded: Count = 0
     failed: Count = 0
     cancelled: Count = 0
@@ -71,11 +66,6 @@ class Counts(Contract):
 
 
 class BatchInput(Contract):
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     job_id: str
     request: BatchRequest
     run: Count = 0
@@ -88,22 +78,12 @@ class BatchInput(Contract):
 class NextItems(Contract):
     """The next window: item indices still to do (not succeeded), and where to look after it."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     indices: Items[int]
     cursor: Count
     done: bool
 
 
 class ItemInput(Contract):
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     job_id: str
     request: BatchRequest
     index: Count
@@ -111,11 +91,6 @@ class ItemInput(Contract):
 
 
 class ItemOutcome(Contract):
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     index: int  # -1: an item orchestration that failed before it could say which item
     state: str  # succeeded | failed | cancelled
     bytes: Count = 0

@@ -125,7 +125,7 @@ def next_items(task: BatchInput, deps: Deps) -> NextItems:
             for i in indices
             if (deps.jobs.get_part(task.job_id, part_name(i)) or {}).get("state") != "succeeded"
         ]
-    return NextItems(tuple(indices), end, end >= total)
+    return NextItems(indices=tuple(indices), cursor=end, done=end >= total)
 
 
 @dataclass
@@ -200,14 +200,14 @@ def transfer(task: ItemInput, deps: Deps) -> ItemOutcome:
     deps.jobs.put_part(job_id, part, {**base, "state": "succeeded", "bytes_done": result.size,
                                       "bytes_total": result.size, "destination": where, "updated": utc_now()})  # fmt: skip
     log.info("batch %s item %d: %d bytes to %s", job_id, index, result.size, where)
-    return ItemOutcome(index, "succeeded", result.size)
+    return ItemOutcome(index=index, state="succeeded", bytes=result.size)
 
 
 def _ended(deps: Deps, task: ItemInput, item: str, state: str, error: str | None) -> ItemOutcome:
     progress = deps.jobs.get_part(task.job_id, part_name(task.index)) or {"item": item, "index": task.index}
     deps.jobs.put_part(task.job_id, part_name(task.index),
                        {**progress, "state": state, "last_error": error, "attempts": task.attempt, "updated": utc_now()})  # fmt: skip
-    return ItemOutcome(task.index, state, 0, error)
+    return ItemOutcome(index=task.index, state=state, error=error)
 
 
 @dataclass(frozen=True)

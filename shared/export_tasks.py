@@ -6,7 +6,7 @@ The page and commit task bodies (`PageTask`, `CommitTask`) live in `shared.contr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, PlainValidator
 
@@ -62,11 +62,6 @@ class JobInput(Contract):
     each failed type resumes (`resume`: its last committed checkpoint) and the outcomes of the
     types that had succeeded (`completed`), which are not run again."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     job_id: str
     request: ExportRequest
     consecutive_failures: Count = 0
@@ -78,11 +73,6 @@ class JobInput(Contract):
 class TypeInput(Contract):
     """A type orchestrator's input; after `continue_as_new` it is the last committed checkpoint."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     job_id: str
     request: ExportRequest
     checkpoint: TypeCheckpoint
@@ -91,22 +81,12 @@ class TypeInput(Contract):
 class StepOutcome(Contract):
     """A permanent failure (`error`), a cancel seen, or success. Transient failures are raised."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     error: str | None = None
     cancelled: bool = False
 
 
 class PageOutcome(Contract):
     """The page activity's answer: a result, a server-requested wait, or a cancel seen."""
-
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     result: PageResult | None = None
     retry_after_s: Seconds | None = None
@@ -116,22 +96,12 @@ class PageOutcome(Contract):
 class CommitAndRecord(Contract):
     """Commit one file, then record the type's progress (the checkpoint as of this commit)."""
 
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
     commit: CommitTask
     checkpoint: TypeCheckpoint
 
 
 class RecordUpdate(Contract):
     """A typed change to the job record, or (with `part`) to one part's progress."""
-
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     job_id: str
     job: _JobUpdate = JobUpdate()
@@ -141,11 +111,6 @@ class RecordUpdate(Contract):
 
 class FinishTask(Contract):
     """End of a job: delete partial files if asked, delete the job's secrets, write the outcome."""
-
-    _positional: ClassVar[bool] = True
-    if TYPE_CHECKING:  # positional too, as the dataclasses these replaced (pydantic validates)
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     job_id: str
     request: ExportRequest

@@ -175,12 +175,12 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
     except PermanentError as exc:
         log.warning("job %s %s page %d failed permanently: %s", task.job_id, task.type, task.page, exc)
         return PageOutcome(
-            PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc))
+            result=PageResult(type=task.type, page=task.page, file_name=name, block_id=block, error=str(exc))
         )
     log.info("job %s %s page %d (search %d of %d): %d resources staged", task.job_id, task.type,
              task.page, task.query + 1, searches.count, page.count)  # fmt: skip
     return PageOutcome(
-        PageResult(
+        result=PageResult(
             type=task.type,
             page=task.page,
             file_name=name,

@@ -85,7 +85,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         "last_error": None,
     }
     deps.jobs.put_record(record)
-    return Submitted(JobInput(job_id, request), record)
+    return Submitted(JobInput(job_id=job_id, request=request), record)
 
 
 def _store_secrets(job_id: str, secrets: SubmittedSecrets, deps: Deps) -> tuple[str | None, str | None]:
@@ -147,7 +147,9 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
             resume[resource_type] = TypeCheckpoint.from_dict(progress["checkpoint"])
         deps.jobs.put_part(job_id, resource_type, {**progress, "state": "queued", "last_error": None})
     requeued = requeue(record, request.to_dict(), deps)
-    job = JobInput(job_id, request, run=requeued["run"], resume=resume, completed=tuple(completed))
+    job = JobInput(
+        job_id=job_id, request=request, run=requeued["run"], resume=resume, completed=tuple(completed)
+    )
     return Submitted(job, requeued)
 
 
@@ -396,4 +398,7 @@ def settle(view: JobView, verdict: Verdict, deps: Deps) -> None:
         "resources": sum(int(p.get("resources", 0)) for p in view.parts.values()),
         "types": {t: view.parts.get(t, {}).get("state", "queued") for t in request.source.types},
     }
-    exporting.finish(FinishTask(str(record["id"]), request, verdict.state.value, outcome), deps)
+    exporting.finish(
+        FinishTask(job_id=str(record["id"]), request=request, state=verdict.state.value, outcome=outcome),
+        deps,
+    )

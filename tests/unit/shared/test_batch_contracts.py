@@ -86,9 +86,9 @@ def test_final_state() -> None:
     assert final_state(Counts(succeeded=1), cancelled=False, partial_failure="fail") is JobState.SUCCEEDED
     counts = (
         Counts()
-        .add(ItemOutcome(0, "succeeded", 10))
-        .add(ItemOutcome(1, "failed"))
-        .add(ItemOutcome(2, "cancelled"))
+        .add(ItemOutcome(index=0, state="succeeded", bytes=10))
+        .add(ItemOutcome(index=1, state="failed"))
+        .add(ItemOutcome(index=2, state="cancelled"))
     )
     assert counts == Counts(succeeded=1, failed=1, cancelled=1, bytes=10)
     assert Counts.from_dict(counts.to_dict()) == counts
