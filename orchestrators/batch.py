@@ -93,7 +93,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
     running: list[Any] = []
     counts = job.counts
     cancel_event = context.wait_for_external_event(CANCEL_EVENT)
-    cancelled = False
+    cancelled = window.cancelled
     threshold = options.failure_threshold
     while pending or running:
         stop = cancelled or (threshold is not None and counts.failed >= threshold)
@@ -114,6 +114,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
         outcome = (ItemOutcome(index=-1, state="failed", error=readable(winner.result)) if isinstance(winner.result, Exception)
                    else ItemOutcome.from_dict(winner.result))  # fmt: skip
         counts = counts.add(outcome)
+        cancelled = cancelled or outcome.state == "cancelled"  # the item saw the cancel marker
     over_threshold = threshold is not None and counts.failed >= threshold
     if window.done or cancelled or over_threshold:
         state = final_state(counts, cancelled=cancelled, partial_failure=options.partial_failure)

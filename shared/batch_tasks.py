@@ -76,11 +76,14 @@ class BatchInput(Contract):
 
 
 class NextItems(Contract):
-    """The next window: item indices still to do (not succeeded), and where to look after it."""
+    """The next window: item indices still to do (not succeeded), and where to look after it;
+    `cancelled` when the batch's cancel marker is set (a cancel event raised while no execution
+    waited is dropped by continue-as-new, the marker is not)."""
 
     indices: Items[int]
     cursor: Count
     done: bool
+    cancelled: bool = False
 
 
 class ItemInput(Contract):

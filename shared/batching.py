@@ -117,6 +117,8 @@ def next_items(task: BatchInput, deps: Deps) -> NextItems:
     """The next window of item indices to do from `task.cursor`. A first run does every item; a
     retry run skips the items that succeeded before."""
     total = task.request.item_count
+    if deps.jobs.cancel_requested(task.job_id):
+        return NextItems(indices=(), cursor=task.cursor, done=True, cancelled=True)
     end = min(total, task.cursor + WINDOW)
     indices = list(range(task.cursor, end))
     if task.run:
