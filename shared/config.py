@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shared._strict import check_container_name, check_email, check_http_url
 from shared.errors import PermanentError, ValidationError
 from shared.outbound import OutboundPolicy
+from shared.secrets.base import check_secret_name
 from shared.smart_clients import SmartClient, parse_smart_clients
 
 __all__ = ["Settings", "SettingsError"]
@@ -30,6 +31,16 @@ DEFAULT_SMTP_PORT: Final = 25
 # any legitimate silence: a page takes seconds, the longest durable wait is 5 minutes.
 DEFAULT_JOB_STALL_MINUTES: Final = 120
 MIN_FRONTDOOR_KEY_LENGTH: Final = 16  # Functions keys are 40+ characters; shorter ones are guessable
+# Outcome mail (shared.notify). SMTP_SECURITY unset: implicit TLS on 465, plain on 25 and 1025 (a
+# local relay, maildev), STARTTLS anywhere else (587, a provider's relay).
+SMTP_SECURITIES: Final = ("none", "starttls", "tls")
+PLAIN_SMTP_PORTS: Final = frozenset({25, 1025})
+MAIL_KINDS: Final = ("fhir-export", "batch", "session")  # JobKind values (no jobstore import here)
+DEFAULT_MAIL_ON_SUCCESS: Final = frozenset({"fhir-export", "batch"})  # a session's end is no news
+# Retries of an outcome mail, in seconds after the first failure: a greylisting relay (451)
+# takes a few minutes, an outage an hour; after the last the message is given up and logged.
+DEFAULT_MAIL_RETRY_SCHEDULE: Final = (30, 60, 300, 900, 3600)
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class SettingsError(PermanentError):
@@ -53,6 +64,14 @@ class Settings:
     smtp_port: int = DEFAULT_SMTP_PORT
     mail_from: str | None = None
     admin_email: str | None = None
+    smtp_security: str = "starttls"  # one of SMTP_SECURITIES
+    smtp_username: str | None = None
+    # The NAME of the secret holding the SMTP password in the secret store, never the password.
+    smtp_password_secret: str | None = None
+    mail_admins: tuple[str, ...] = ()  # MAIL_ADMINS; see admin_recipients for ADMIN_EMAIL too
+    mail_on_success: frozenset[str] = DEFAULT_MAIL_ON_SUCCESS  # kinds whose successes are mailed
+    mail_retry_schedule: tuple[int, ...] = DEFAULT_MAIL_RETRY_SCHEDULE
+    public_base_url: str | None = None  # the base of the status link in mail; None: no link
     # Destinations without a secret write here: a connection string locally (Azurite), an account
     # URL in Azure (then DefaultAzureCredential, i.e. the app's managed identity).
     export_storage_connection: str = field(repr=False)
@@ -76,6 +95,12 @@ class Settings:
     def mail_enabled(self) -> bool:
         return self.smtp_host is not None
 
+    @property
+    def admin_recipients(self) -> tuple[str, ...]:
+        """MAIL_ADMINS, then ADMIN_EMAIL (the older single setting), without repeats."""
+        extra = (self.admin_email,) if self.admin_email else ()
+        return tuple(dict.fromkeys(self.mail_admins + extra))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         values = {k: v.strip() for k, v in env.items() if isinstance(v, str) and v.strip()}
@@ -95,6 +120,7 @@ class Settings:
             smtp_port=_port(values, "SMTP_PORT", DEFAULT_SMTP_PORT),
             mail_from=mail_from,
             admin_email=_optional(values, "ADMIN_EMAIL", check_email),
+            **_mail(values, smtp_host),
             export_storage_connection=_optional(values, "EXPORT_STORAGE_CONNECTION", _check_storage)
             or storage,
             job_stall_minutes=_minutes(values, "JOB_STALL_MINUTES", DEFAULT_JOB_STALL_MINUTES),
@@ -205,3 +231,50 @@ def _port(values: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise SettingsError(name, "must be a port number between 1 and 65535")
     return int(text)
+
+
+def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
+    """The outcome-mail settings (shared.notify), as keyword arguments of Settings."""
+    from shared.notify.messages import check_recipient  # stricter than check_email: one mailbox
+
+    port = _port(values, "SMTP_PORT", DEFAULT_SMTP_PORT)
+    security = values.get("SMTP_SECURITY", "").lower() or (
+        "tls" if port == 465 else "none" if port in PLAIN_SMTP_PORTS else "starttls"
+    )
+    if security not in SMTP_SECURITIES:
+        raise SettingsError("SMTP_SECURITY", f"must be one of {', '.join(SMTP_SECURITIES)}")
+    username = values.get("SMTP_USERNAME")
+    secret = _optional(values, "SMTP_PASSWORD_SECRET", check_secret_name)
+    if (username is None) != (secret is None):
+        missing = "SMTP_PASSWORD_SECRET" if secret is None else "SMTP_USERNAME"
+        raise SettingsError(missing, "is required with SMTP_USERNAME/SMTP_PASSWORD_SECRET (both or neither)")
+    if username is not None and security == "none" and smtp_host not in _LOOPBACK_HOSTS:
+        raise SettingsError("SMTP_SECURITY", "must be starttls or tls with SMTP_USERNAME (no clear text)")
+    admins = tuple(a.strip() for a in values.get("MAIL_ADMINS", "").split(",") if a.strip())
+    for address in admins:
+        try:
+            check_recipient(address, "MAIL_ADMINS")
+        except ValidationError as exc:
+            raise SettingsError("MAIL_ADMINS", f"every entry {exc.detail}") from None
+    kinds = [k.strip() for k in values.get("MAIL_ON_SUCCESS", "").split(",") if k.strip()]
+    if any(k not in (*MAIL_KINDS, "none") for k in kinds) or ("none" in kinds and len(kinds) > 1):
+        raise SettingsError("MAIL_ON_SUCCESS", f"must be a comma list of {', '.join(MAIL_KINDS)}, or none")
+    return {
+        "smtp_security": security,
+        "smtp_username": username,
+        "smtp_password_secret": secret,
+        "mail_admins": admins,
+        "mail_on_success": frozenset(k for k in kinds if k != "none") if kinds else DEFAULT_MAIL_ON_SUCCESS,
+        "mail_retry_schedule": _schedule(values, "MAIL_RETRY_SCHEDULE", DEFAULT_MAIL_RETRY_SCHEDULE),
+        "public_base_url": _optional(values, "PUBLIC_BASE_URL", _check_http_url_setting),
+    }
+
+
+def _schedule(values: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    text = values.get(name)
+    if text is None:
+        return default
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= 20 or not all(p.isdigit() and 1 <= int(p) <= 86_400 for p in parts):
+        raise SettingsError(name, "must be a comma list of 1 to 20 waits in seconds, each 1 to 86400")
+    return tuple(int(p) for p in parts)
