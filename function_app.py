@@ -12,8 +12,8 @@ import azure.functions as func
 
 from activities import batch as batch_activities
 from activities import export as export_activities
-from control import reconciler
-from http_api import batches, exports, fhir, health, jobs, smart
+from control import notifier, reconciler
+from http_api import batches, exports, fhir, health, jobs, notifications, smart
 from orchestrators import batch as batch_orchestrators
 from orchestrators import export as export_orchestrators
 
@@ -31,3 +31,5 @@ app.register_functions(export_activities.bp)
 app.register_functions(batch_orchestrators.bp)
 app.register_functions(batch_activities.bp)
 app.register_functions(reconciler.bp)
+app.register_functions(notifier.bp)
+app.register_functions(notifications.bp)

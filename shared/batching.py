@@ -31,6 +31,7 @@ from shared.items.base import ItemSource
 from shared.items.factory import make_item_source
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, utc_now
+from shared.outcome_mail import queue_outcome
 from shared.transfer import discard_transfer, transfer_to_blob, transfer_to_put
 
 __all__ = ["finish", "next_items", "part_name", "prepare", "transfer"]
@@ -237,6 +238,7 @@ def finish(task: FinishBatch, deps: Deps) -> None:
         deps.secrets.delete(name)
     view = deps.jobs.view(task.job_id)
     if view is None or is_terminal(JobState(view.record["state"])):
+        queue_outcome(task.job_id, deps)  # again: a crash may have come between the two writes
         return
     state = JobState(task.state)
     failed = [p for p in view.parts.values() if p.get("state") == "failed"]
@@ -258,6 +260,7 @@ def finish(task: FinishBatch, deps: Deps) -> None:
         task.job_id, JobUpdate(state, last_error=error, finished=utc_now(), outcome=outcome)
     )
     log.info("batch %s finished: %s", task.job_id, state.value)
+    queue_outcome(task.job_id, deps)
 
 
 def _settled(progress: Mapping[str, Any], job_state: JobState, error: str | None) -> dict[str, Any]:

@@ -10,14 +10,15 @@ import functools
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
-from shared import jobstore
+from shared import jobstore, outbox
 from shared.config import Settings
 from shared.jobstore import JobStore
 from shared.jti_store import BlobJtiStore
+from shared.outbox import MemoryOutbox, Outbox
 from shared.secrets.base import SecretStore
 from shared.secrets.factory import make_secret_store
 from shared.smart_auth import SmartAuth, fetch_jwks
@@ -31,6 +32,8 @@ class Deps:
     jobs: JobStore
     http: httpx.Client
     smart: SmartAuth
+    # The outcome-mail outbox; tests that build a Deps get an in-memory one.
+    outbox: Outbox = field(default_factory=MemoryOutbox)
 
 
 _lock = threading.Lock()
@@ -54,6 +57,7 @@ def build_deps(env: Mapping[str, str]) -> Deps:
         jobs=jobstore.connect(settings.web_jobs_storage),
         http=http,
         smart=smart,
+        outbox=outbox.connect(settings.web_jobs_storage),
     )
 
 

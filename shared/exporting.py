@@ -25,6 +25,7 @@ from shared.errors import PermanentError, RetryAfterError
 from shared.export_tasks import CommitAndRecord, FinishTask, JobInput, PageOutcome, RecordUpdate, StepOutcome
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, utc_now
+from shared.outcome_mail import queue_outcome
 from shared.reconcile_plan import settle_part
 from shared.sources.base import Page, Searches, Source
 from shared.sources.factory import make_source
@@ -287,6 +288,7 @@ def finish(task: FinishTask, deps: Deps) -> None:
             del _kept_cache[key]
     if view is None or is_terminal(JobState(view.record["state"])):
         log.info("job %s had already ended; its outcome stands", task.job_id)
+        queue_outcome(task.job_id, deps)  # again: a crash may have come between the two writes
         return
     error = task.outcome.get("error")
     for resource_type in request.source.types:
@@ -297,3 +299,4 @@ def finish(task: FinishTask, deps: Deps) -> None:
     ended = JobUpdate(JobState(task.state), last_error=error, finished=utc_now(), outcome=dict(task.outcome))
     deps.jobs.update_record(task.job_id, ended)
     log.info("job %s finished: %s", task.job_id, task.state)
+    queue_outcome(task.job_id, deps)
