@@ -168,16 +168,15 @@ def frontdoor_keys_environment(opts: Options, env: Mapping[str, str]) -> dict[st
     return {"FHIR_FRONTDOOR_KEYS": ensure_function_key(opts.runtime_state)}
 
 
-LOCAL_OUTBOUND_ALLOW = "127.0.0.1,localhost"
+# Settings `make run` needs that an older local.settings.json may lack: the outbound policy
+# refuses internal addresses by default, and locally every server listens on 127.0.0.1; the
+# notifier's timer schedule is an app setting (`%MAIL_NOTIFIER_SCHEDULE%`).
+LOCAL_DEFAULTS = {"OUTBOUND_ALLOW": "127.0.0.1,localhost", "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *"}
 
 
-def outbound_environment(opts: Options, env: Mapping[str, str]) -> dict[str, str]:
-    """`OUTBOUND_ALLOW` = loopback, unless the environment or local.settings.json sets it: the
-    outbound policy refuses internal addresses by default, and locally the sources (make
-    fhir-demo) and destinations all listen on 127.0.0.1."""
-    if env.get("OUTBOUND_ALLOW") or _local_setting(opts.app_root, "OUTBOUND_ALLOW"):
-        return {}
-    return {"OUTBOUND_ALLOW": LOCAL_OUTBOUND_ALLOW}
+def local_defaults_environment(opts: Options, env: Mapping[str, str]) -> dict[str, str]:
+    """LOCAL_DEFAULTS that neither the environment nor local.settings.json sets."""
+    return {k: v for k, v in LOCAL_DEFAULTS.items() if not env.get(k) and not _local_setting(opts.app_root, k)}
 
 
 def ensure_function_key(runtime_state: Path) -> str:
@@ -437,7 +436,7 @@ def run(opts: Options, stop: threading.Event, environ: Mapping[str, str]) -> int
         runtime.env = {
             **runtime_env,
             **frontdoor_keys_environment(opts, runtime_env),
-            **outbound_environment(opts, runtime_env),
+            **local_defaults_environment(opts, runtime_env),
         }
         runtime.start(preexec)
         servers = [runtime, azurite, maildev]

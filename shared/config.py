@@ -40,6 +40,7 @@ DEFAULT_MAIL_ON_SUCCESS: Final = frozenset({"fhir-export", "batch"})  # a sessio
 # Retries of an outcome mail, in seconds after the first failure: a greylisting relay (451)
 # takes a few minutes, an outage an hour; after the last the message is given up and logged.
 DEFAULT_MAIL_RETRY_SCHEDULE: Final = (30, 60, 300, 900, 3600)
+DEFAULT_MAIL_CLAIM_TIMEOUT_S: Final = 600
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -71,6 +72,9 @@ class Settings:
     mail_admins: tuple[str, ...] = ()  # MAIL_ADMINS; see admin_recipients for ADMIN_EMAIL too
     mail_on_success: frozenset[str] = DEFAULT_MAIL_ON_SUCCESS  # kinds whose successes are mailed
     mail_retry_schedule: tuple[int, ...] = DEFAULT_MAIL_RETRY_SCHEDULE
+    # A mail claimed ("sending") this long ago by a notifier that never said how it went (it
+    # died) is offered again: far above the SMTP timeout, so its owner is dead, not slow.
+    mail_claim_timeout_s: int = DEFAULT_MAIL_CLAIM_TIMEOUT_S
     public_base_url: str | None = None  # the base of the status link in mail; None: no link
     # Destinations without a secret write here: a connection string locally (Azurite), an account
     # URL in Azure (then DefaultAzureCredential, i.e. the app's managed identity).
@@ -266,6 +270,7 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
         "mail_admins": admins,
         "mail_on_success": frozenset(k for k in kinds if k != "none") if kinds else DEFAULT_MAIL_ON_SUCCESS,
         "mail_retry_schedule": _schedule(values, "MAIL_RETRY_SCHEDULE", DEFAULT_MAIL_RETRY_SCHEDULE),
+        "mail_claim_timeout_s": _schedule(values, "MAIL_CLAIM_TIMEOUT_S", (DEFAULT_MAIL_CLAIM_TIMEOUT_S,))[0],
         "public_base_url": _optional(values, "PUBLIC_BASE_URL", _check_http_url_setting),
     }
 

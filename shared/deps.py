@@ -6,6 +6,7 @@ connection pools and credentials, so they are made once per process, never per c
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 import threading
@@ -57,7 +58,9 @@ def build_deps(env: Mapping[str, str]) -> Deps:
         jobs=jobstore.connect(settings.web_jobs_storage),
         http=http,
         smart=smart,
-        outbox=outbox.connect(settings.web_jobs_storage),
+        outbox=outbox.TableOutbox.connect(
+            settings.web_jobs_storage, claim_timeout=dt.timedelta(seconds=settings.mail_claim_timeout_s)
+        ),
     )
 
 

@@ -6,6 +6,7 @@ host's admin API instead of waiting for its schedule."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Iterator
@@ -33,12 +34,22 @@ ADMIN = "ops@example.com"
 
 
 class Mailbox:
-    """Accepts mail, or answers `reply` (e.g. "550 ...") to DATA while it is set."""
+    """Accepts mail, or answers `reply` (e.g. "550 ...") to DATA while it is set; with
+    `stall_rcpt`, keeps a client waiting at RCPT (before any message is accepted)."""
 
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
         self.reply: str | None = None
+        self.stall_rcpt = 0.0
         self.lock = threading.Lock()
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.stall_rcpt:
+            await asyncio.sleep(self.stall_rcpt)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.reply:
@@ -95,7 +106,7 @@ def service(
     _, server = smtp
     mail = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port), "SMTP_SECURITY": "none",
             "MAIL_FROM": "bulk-export@example.org", "MAIL_ADMINS": ADMIN, "PUBLIC_BASE_URL": "https://exports.example.org",
-            "MAIL_RETRY_SCHEDULE": "1,1,1"}  # fmt: skip
+            "MAIL_RETRY_SCHEDULE": ",".join(["1"] * 20), "MAIL_CLAIM_TIMEOUT_S": "3"}  # fmt: skip
     rt = start_service(azurite, fhir, Path(tmp_path_factory.mktemp("mail")), **mail)
     try:
         yield rt
@@ -185,14 +196,16 @@ def test_mail_waits_while_the_server_is_down_and_arrives_once(
         body["requested_by"] = "patient-person@example.com"
         job = client.start(body)
         assert client.wait(job)["state"] == "succeeded"
-        for _ in range(2):  # two notifier runs meet a refused connection
-            run_notifier(service)
-        waiting = [n for n in notifications(service, "pending") if n["job_id"] == job]
-        assert (
-            waiting
-            and waiting[0]["attempts"] >= 1
-            and "connection" in (waiting[0]["last_error"] or "").lower()
-        )
+
+        def refused_twice() -> list[dict[str, Any]] | None:
+            run_notifier(service)  # each run meets a refused connection (runs are asynchronous)
+            found = [
+                n for n in notifications(service, "pending") if n["job_id"] == job and n["attempts"] >= 2
+            ]
+            return found or None
+
+        [waiting] = wait_until(refused_twice, timeout=30, interval=1.5, message="two refused attempts")
+        assert "connection" in (waiting["last_error"] or "").lower(), waiting
     finally:
         server.start()
     mails = delivered(box, service, "patient-person@example.com")
@@ -251,3 +264,33 @@ def test_a_batch_with_a_failed_file_mails_both(
     [report] = [m for m in delivered(box, service, "tech@example.com") if job[:8] in str(m["Subject"])]
     assert "1 of 2 files failed" in report["Subject"] and "s/missing.dcm" in body_text(report, "plain")
     assert [m for m in delivered(box, service, ADMIN, 2) if job[:8] in str(m["Subject"])]
+
+
+@pytest.mark.slow
+def test_kill_9_between_claiming_and_sending_delivers_once(
+    azurite: Azurite, fhir: FhirTestServer, smtp: tuple[Mailbox, Smtp], tmp_path: Path
+) -> None:
+    box, server = smtp
+    mail = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port), "SMTP_SECURITY": "none",
+            "MAIL_FROM": "bulk-export@example.org", "MAIL_RETRY_SCHEDULE": "1", "MAIL_CLAIM_TIMEOUT_S": "3"}  # fmt: skip
+    rt = start_service(azurite, fhir, tmp_path, **mail)
+    client = ExportClient(rt)
+    try:
+        body = export_body(fhir, ["Patient"], "mail", "crash")
+        body["requested_by"] = "crash-test@example.com"
+        job = client.start(body)
+        assert client.wait(job)["state"] == "succeeded"
+        box.stall_rcpt = 8.0  # the notifier claims the mail, then waits at RCPT: kill it there
+        run_notifier(rt)
+        wait_until(lambda: [n for n in notifications(rt, "sending") if n["job_id"] == job], timeout=20,
+                   message="the mail claimed")  # fmt: skip
+        rt.kill()
+        box.stall_rcpt = 0.0
+        rt.start()
+        assert len(delivered(box, rt, "crash-test@example.com")) == 1
+        run_notifier(rt)
+        assert len(box.to("crash-test@example.com")) == 1
+    finally:
+        box.stall_rcpt = 0.0
+        client.close()
+        rt.stop()

@@ -165,3 +165,14 @@ def test_a_frontdoor_key_set_elsewhere_is_left_alone(tmp_path: Path) -> None:
     (opts.app_root / "local.settings.json").write_text(json.dumps(settings))
     assert devservers.frontdoor_keys_environment(opts, {}) == {}
     assert not (opts.runtime_state / "keys.json").exists()
+
+
+def test_local_defaults_fill_only_what_neither_the_environment_nor_local_settings_set(tmp_path: Path) -> None:
+    opts = options(tmp_path)
+    assert devservers.local_defaults_environment(opts, {}) == devservers.LOCAL_DEFAULTS
+    opts.app_root.mkdir(parents=True)
+    (opts.app_root / "local.settings.json").write_text(
+        json.dumps({"Values": {"OUTBOUND_ALLOW": "127.0.0.1"}})
+    )
+    env = devservers.local_defaults_environment(opts, {"MAIL_NOTIFIER_SCHEDULE": "*/5 * * * * *"})
+    assert env == {}
