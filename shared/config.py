@@ -31,8 +31,8 @@ DEFAULT_SMTP_PORT: Final = 25
 # any legitimate silence: a page takes seconds, the longest durable wait is 5 minutes.
 DEFAULT_JOB_STALL_MINUTES: Final = 120
 MIN_FRONTDOOR_KEY_LENGTH: Final = 16  # Functions keys are 40+ characters; shorter ones are guessable
-# Outcome mail (shared.notify). SMTP_SECURITY unset: implicit TLS on 465, plain on 25 and 1025 (a
-# local relay, maildev), STARTTLS anywhere else (587, a provider's relay).
+# Outcome mail (shared.notify). SMTP_SECURITY unset: implicit TLS on 465, plain on 25 and 1025 or to
+# a relay on this machine (maildev), STARTTLS anywhere else (587, a provider's relay).
 SMTP_SECURITIES: Final = ("none", "starttls", "tls")
 PLAIN_SMTP_PORTS: Final = frozenset({25, 1025})
 MAIL_KINDS: Final = ("fhir-export", "batch", "session")  # JobKind values (no jobstore import here)
@@ -242,9 +242,10 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
     from shared.notify.messages import check_recipient  # stricter than check_email: one mailbox
 
     port = _port(values, "SMTP_PORT", DEFAULT_SMTP_PORT)
-    security = values.get("SMTP_SECURITY", "").lower() or (
-        "tls" if port == 465 else "none" if port in PLAIN_SMTP_PORTS else "starttls"
-    )
+    # Unset: implicit TLS on 465; plain text to a relay on this machine (maildev, a local MTA) or
+    # on the plain ports; STARTTLS anywhere else.
+    plain = port in PLAIN_SMTP_PORTS or smtp_host in _LOOPBACK_HOSTS
+    security = values.get("SMTP_SECURITY", "").lower() or ("tls" if port == 465 else "none" if plain else "starttls")
     if security not in SMTP_SECURITIES:
         raise SettingsError("SMTP_SECURITY", f"must be one of {', '.join(SMTP_SECURITIES)}")
     username = values.get("SMTP_USERNAME")
