@@ -294,3 +294,28 @@ def test_kill_9_between_claiming_and_sending_delivers_once(
         box.stall_rcpt = 0.0
         client.close()
         rt.stop()
+
+
+def test_a_4xx_reply_is_retried_and_the_mail_arrives_once(
+    client: ExportClient, smtp: tuple[Mailbox, Smtp], fhir: FhirTestServer, service: RuntimeProcess
+) -> None:
+    box, _ = smtp
+    box.reply = "451 4.3.0 queue full, try again later"
+    try:
+        body = export_body(fhir, ["Patient"], "mail", "busy")
+        body["requested_by"] = "busy-relay@example.com"
+        job = client.start(body)
+        assert client.wait(job)["state"] == "succeeded"
+
+        def deferred() -> list[dict[str, Any]] | None:
+            run_notifier(service)
+            found = [
+                n for n in notifications(service, "pending") if n["job_id"] == job and n["attempts"] >= 1
+            ]
+            return found or None
+
+        [entry] = wait_until(deferred, timeout=30, interval=1.5, message="the mail deferred by a 451")
+        assert "451" in (entry["last_error"] or ""), entry
+    finally:
+        box.reply = None
+    assert len(delivered(box, service, "busy-relay@example.com")) == 1
