@@ -120,18 +120,10 @@ def present(view: JobView, *, offset: int = 0, limit: int = ITEMS_SHOWN) -> dict
     state = record["state"]
     if state == JobState.RUNNING.value and counts.get("retrying"):
         state = JobState.RETRYING.value
+    from shared.job_api import status_header
+
     return {
-        "id": record["id"],
-        "kind": JobKind.BATCH.value,
-        "state": state,
-        "requested_by": record["requested_by"],
-        "labels": record.get("labels") or {},
-        "created": record["created"],
-        "updated": record.get("updated"),
-        "started": record.get("started"),
-        "finished": record.get("finished"),
-        "cancel_requested": view.cancel_requested,
-        "request": record["request"],
+        **status_header(view, state),
         "counts": {"items": len(items), **counts},
         "bytes": {"done": done, "total": total},
         "attempts": record.get("attempts", 0),

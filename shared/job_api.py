@@ -204,6 +204,24 @@ def present(view: JobView) -> dict[str, Any]:
     return present_export(view)
 
 
+def status_header(view: JobView, state: str) -> dict[str, Any]:
+    """The part of every kind's status document that comes from the record alone."""
+    record = view.record
+    return {
+        "id": record["id"],
+        "kind": record.get("kind") or JobKind.FHIR_EXPORT.value,
+        "state": state,
+        "requested_by": record["requested_by"],
+        "labels": record.get("labels") or {},
+        "created": record["created"],
+        "updated": record.get("updated"),
+        "started": record.get("started"),
+        "finished": record.get("finished"),
+        "cancel_requested": view.cancel_requested,
+        "request": record["request"],
+    }
+
+
 def present_export(view: JobView) -> dict[str, Any]:
     """The status document of an export."""
     record = view.record
@@ -214,16 +232,7 @@ def present_export(view: JobView) -> dict[str, Any]:
     output = [f for p in types.values() for f in p.get("files", [])]
     errors = [f"{t}: {p['last_error']}" for t, p in types.items() if p.get("last_error")]
     return {
-        "id": record["id"],
-        "state": state,
-        "requested_by": record["requested_by"],
-        "labels": record.get("labels") or {},
-        "created": record["created"],
-        "updated": record.get("updated"),
-        "started": record.get("started"),
-        "finished": record.get("finished"),
-        "cancel_requested": view.cancel_requested,
-        "request": record["request"],
+        **status_header(view, state),
         "progress": {
             t: {
                 "state": p.get("state", "queued"),
