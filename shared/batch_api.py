@@ -22,7 +22,7 @@ from shared.errors import ValidationError
 from shared.items.base import validate_items
 from shared.items.factory import make_item_source
 from shared.jobs import JobState
-from shared.jobstore import JobKind, JobView, utc_now
+from shared.jobstore import JobKind, JobView, new_record, utc_now
 from shared.reconcile_plan import Verdict
 
 if TYPE_CHECKING:  # job_api imports this module lazily; the names flow one way at run time
@@ -74,20 +74,14 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
                 raise ValidationError(f"items[{i}]", exc.detail) from None
     for name, value in secrets.items():
         deps.secrets.set(name, value)
-    now = utc_now()
-    record = {
-        "id": job_id,
-        "kind": JobKind.BATCH.value,
-        "state": JobState.QUEUED.value,
-        "requested_by": request.requested_by,
-        "labels": dict(request.labels),
-        "request": request.to_dict(),
-        "items": list(items),
-        "created": now,
-        "updated": now,
-        "attempts": 0,
-        "last_error": None,
-    }
+    record = new_record(
+        job_id,
+        JobKind.BATCH,
+        request.to_dict(),
+        request.requested_by,
+        dict(request.labels),
+        items=list(items),
+    )
     deps.jobs.put_record(record)
     return Submitted(BatchInput(job_id=job_id, request=request), record, BATCH_ORCHESTRATOR)
 

@@ -30,7 +30,7 @@ from shared.deps import Deps
 from shared.errors import PermanentError, ValidationError
 from shared.export_tasks import JOB_ORCHESTRATOR, FinishTask, JobInput, type_instance_id
 from shared.jobs import JobState, is_terminal
-from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, utc_now
+from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, new_record, utc_now
 from shared.outbound import OutboundRefused
 from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
@@ -71,19 +71,9 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     job_id = job_id or uuid.uuid4().hex
     auth_name, dest_name = _store_secrets(job_id, secrets, deps)
     request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
-    now = utc_now()
-    record = {
-        "id": job_id,
-        "kind": JobKind.FHIR_EXPORT.value,
-        "state": JobState.QUEUED.value,
-        "requested_by": request.requested_by,
-        "labels": dict(request.labels),
-        "request": request.to_dict(),
-        "created": now,
-        "updated": now,
-        "attempts": 0,
-        "last_error": None,
-    }
+    record = new_record(
+        job_id, JobKind.FHIR_EXPORT, request.to_dict(), request.requested_by, dict(request.labels)
+    )
     deps.jobs.put_record(record)
     return Submitted(JobInput(job_id=job_id, request=request), record)
 

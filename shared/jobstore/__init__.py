@@ -17,6 +17,7 @@ from shared.jobstore.base import (
     ListQuery,
     PartUpdate,
     index_key,
+    new_record,
     summary_of,
     utc_now,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "PartUpdate",
     "connect",
     "index_key",
+    "new_record",
     "summary_of",
     "utc_now",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "JobView",
     "ListQuery",
     "PartUpdate",
+    "new_record",
     "index_key",
     "summary_of",
     "utc_now",
@@ -89,6 +90,21 @@ class JobUpdate:
             finished=data.get("finished"),
             outcome=data.get("outcome"),
         )
+
+
+def new_record(
+    job_id: str,
+    kind: JobKind,
+    request: Mapping[str, Any],
+    requested_by: str,
+    labels: Mapping[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A queued job's first record, the same shape for every kind (`extra`: the kind's own fields)."""
+    now = utc_now()
+    return {"id": job_id, "kind": kind.value, "state": JobState.QUEUED.value, "requested_by": requested_by,
+            "labels": dict(labels), "request": dict(request), **extra, "created": now, "updated": now,
+            "attempts": 0, "last_error": None}  # fmt: skip
 
 
 @dataclass(frozen=True)
