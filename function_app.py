@@ -12,10 +12,12 @@ import azure.functions as func
 
 from activities import batch as batch_activities
 from activities import export as export_activities
-from control import notifier, reconciler
-from http_api import batches, exports, fhir, health, jobs, notifications, smart
+from activities import session as session_activities
+from control import notifier, reconciler, session_intake
+from http_api import batches, exports, fhir, health, jobs, notifications, sessions, smart
 from orchestrators import batch as batch_orchestrators
 from orchestrators import export as export_orchestrators
+from orchestrators import session as session_orchestrators
 
 # FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
 # door (http_api/fhir.py, http_api/smart.py), which checks bearer tokens and its own keys itself.
@@ -33,3 +35,7 @@ app.register_functions(batch_activities.bp)
 app.register_functions(reconciler.bp)
 app.register_functions(notifier.bp)
 app.register_functions(notifications.bp)
+app.register_functions(sessions.bp)
+app.register_functions(session_orchestrators.bp)
+app.register_functions(session_activities.bp)
+app.register_functions(session_intake.bp)

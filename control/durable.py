@@ -9,7 +9,9 @@ Blocking work (job records, secrets, storage) runs in a worker thread, off the e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any, Final
 
 import azure.durable_functions as df
 
@@ -18,6 +20,8 @@ from shared.deps import Deps
 from shared.export_tasks import CANCEL_EVENT
 from shared.jobstore import JobView
 from shared.reconcile_plan import RuntimeStatus
+from shared.session_tasks import SESSION_ORCHESTRATOR, WAKE_EVENT
+from shared.sessions import Opened
 
 __all__ = [
     "StartFailed",
@@ -25,6 +29,7 @@ __all__ = [
     "reconcile",
     "reconcile_active",
     "reconciled_view",
+    "run_session",
     "runtime_status",
     "start",
 ]
@@ -118,3 +123,46 @@ async def reconcile_active(client: df.DurableOrchestrationClient, deps: Deps, li
         if view is not None and not job_api.is_ended(view) and await reconcile(client, view, deps):
             settled += 1
     return settled
+
+
+_RUNNING: Final = frozenset({"Running", "Pending", "ContinuedAsNew", "Suspended"})
+_DYING_WAIT_S: Final = 0.25  # an ended run's instance completes within moments of its record
+_DYING_TRIES: Final = 120
+
+
+async def run_session(client: df.DurableOrchestrationClient, opened: Opened) -> None:
+    """Make sure the session's orchestration runs `opened.input`'s run, and wake it.
+
+    A running execution of that run (or a later one) is woken; with none, one is started (a
+    trigger that loses the race to start it wakes the winner). When the job had ended, the
+    instance of its last run may still be finishing: it is given a moment to complete, then the
+    next run starts. Raises when the runtime does not answer, so the trigger tries again."""
+    job_id, wanted = opened.job_id, opened.input
+    for _ in range(_DYING_TRIES):
+        try:
+            status = await client.get_status(job_id)
+            name = getattr(status.runtime_status, "value", status.runtime_status)
+        except TypeError:  # the SDK cannot build a status from a 404 without a body
+            name = None
+        if name in _RUNNING:
+            current = _input(status.input_)
+            if current is None or int(current.get("run", 0)) >= wanted.run:
+                await client.raise_event(job_id, WAKE_EVENT, None)
+                return
+            await asyncio.sleep(_DYING_WAIT_S)  # the ended run is completing
+            continue
+        try:
+            await client.start_new(SESSION_ORCHESTRATOR, job_id, wanted.to_dict())
+            return
+        except Exception:  # noqa: BLE001 - another trigger started it first: look again
+            log.debug("session %s: start lost a race; looking again", job_id)
+    raise RuntimeError(f"session {job_id}: its orchestration neither runs nor starts")
+
+
+def _input(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

@@ -74,7 +74,7 @@ async def accept(
     except durable.StartFailed:
         return error(503, "unavailable", "the job could not be started; try again")
     location = f"{req.url.split('/api/', 1)[0]}/api/{status_path}/{job_id}"
-    log.info("%s %s accepted for %s", status_path, job_id, submitted.job.request.requested_by)
+    log.info("%s %s accepted for %s", status_path, job_id, submitted.record["requested_by"])
     body = {"id": job_id, "state": "queued", "status_url": location}
     return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
 

@@ -206,7 +206,7 @@ async def _kickoff(
             "bulk export %s (%s) accepted for %s: %s",
             job_id,
             level,
-            submitted.job.request.requested_by,
+            submitted.record["requested_by"],
             ",".join(plan.types),
         )
         body = bulkdata.operation_outcome(  # and what lenient handling ignored (the error file's)

@@ -22,7 +22,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
+from orchestrators.common import SERVICE_RETRY, Gen, record_job, wait_unless_cancelled, with_retries
 from shared import export_plan
 from shared._strict import replace
 from shared.batch_tasks import (
@@ -43,7 +43,7 @@ from shared.batching import FinishBatch, part_name
 from shared.error_text import readable
 from shared.export_tasks import CANCEL_EVENT, StepOutcome
 from shared.jobs import JobState
-from shared.jobstore import JobUpdate, PartUpdate
+from shared.jobstore import JobUpdate
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -137,19 +137,8 @@ def _finish(
 @bp.orchestration_trigger(context_name="context", orchestration=ITEM_ORCHESTRATOR)
 def batch_item(context: df.DurableOrchestrationContext) -> Gen:
     item = ItemInput.from_dict(context.get_input())
-    policy = item.request.options.retry
-    while True:
-        try:
-            return (yield context.call_activity(TRANSFER_ACTIVITY, item.to_dict()))
-        except Exception as exc:  # noqa: BLE001 - transient: the activity recorded the item retrying
-            if item.attempt >= policy.max_attempts:
-                last = f"{item.attempt} attempts failed; last: {readable(exc)}"
-                yield record_part(
-                    context, item.job_id, part_name(item.index), PartUpdate("failed", last_error=last)
-                )
-                return ItemOutcome(index=item.index, state="failed", error=last).to_dict()
-            wait_s = export_plan.failure_wait_s(item.attempt, policy.first_retry_interval_ms)
-            if (yield from wait_unless_cancelled(context, wait_s)):
-                yield record_part(context, item.job_id, part_name(item.index), PartUpdate("cancelled"))
-                return ItemOutcome(index=item.index, state="cancelled").to_dict()
-            item = replace(item, attempt=item.attempt + 1)
+    answer = yield from with_retries(context, TRANSFER_ACTIVITY, item, item.request.options.retry,
+                                     item.job_id, part_name(item.index))  # fmt: skip
+    if isinstance(answer, tuple):
+        return ItemOutcome(index=item.index, state=answer[0], error=answer[1]).to_dict()
+    return answer

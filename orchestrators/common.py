@@ -12,6 +12,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from shared import export_plan
+from shared._strict import replace
+from shared.error_text import readable
 from shared.export_tasks import CANCEL_EVENT, RECORD_ACTIVITY, RecordUpdate
 from shared.jobstore import JobUpdate, PartUpdate
 
@@ -47,3 +50,26 @@ def record_job(context: df.DurableOrchestrationContext, job_id: str, update: Job
 def record_part(context: df.DurableOrchestrationContext, job_id: str, part: str, update: PartUpdate) -> Any:
     work = RecordUpdate(job_id=job_id, part=part, part_update=update)
     return context.call_activity_with_retry(RECORD_ACTIVITY, SERVICE_RETRY, work.to_dict())
+
+
+def with_retries(
+    context: df.DurableOrchestrationContext, activity: str, work: Any, policy: Any, job_id: str, part: str
+) -> Gen:
+    """Call `activity` with `work` (a contract with an `attempt` field) until it answers, waiting
+    `policy`'s backoff between transient failures (the activity recorded the part `retrying`).
+
+    Returns the activity's answer, or `("failed", reason)` once `policy.max_attempts` failed
+    (the part is recorded failed), or `("cancelled", None)` when a cancel came during a wait."""
+    while True:
+        try:
+            return (yield context.call_activity(activity, work.to_dict()))
+        except Exception as exc:  # noqa: BLE001 - transient: the activity recorded the part retrying
+            if work.attempt >= policy.max_attempts:
+                last = f"{work.attempt} attempts failed; last: {readable(exc)}"
+                yield record_part(context, job_id, part, PartUpdate("failed", last_error=last))
+                return ("failed", last)
+            wait_s = export_plan.failure_wait_s(work.attempt, policy.first_retry_interval_ms)
+            if (yield from wait_unless_cancelled(context, wait_s)):
+                yield record_part(context, job_id, part, PartUpdate("cancelled"))
+                return ("cancelled", None)
+            work = replace(work, attempt=work.attempt + 1)

@@ -7,6 +7,12 @@ them, prints the URLs and keys, and on Ctrl-C, SIGTERM or SIGHUP stops the runti
 function is cut off by a vanished Azurite), then Azurite with SIGTERM (it flushes its metadata on
 SIGTERM; SIGKILL loses the last ~5 s of writes), then maildev.
 
+If the runtime dies on its own (a crash, `kill -9`), it is started again after a back-off
+(scripts/supervisor.py: 1 s, doubling to 30 s, at most 5 restarts in 10 minutes) while Azurite
+and maildev stay up; its durable store loses nothing, so running jobs resume. Azurite or maildev
+dying, or the runtime past its restart limit, stops everything with exit code 1 (under systemd,
+the unit then restarts as a whole).
+
 Each child runs in a session of its own, so a Ctrl-C that reaches the whole terminal process
 group (make and this script) does not reach the children and the order above holds; on Linux
 the children also get SIGTERM if this script dies without cleaning up. Standard library only.
@@ -34,6 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO
+
+if __package__ in (None, ""):  # run as a file (python scripts/devservers.py): find `scripts`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.supervisor import RestartTracker, describe_exit  # noqa: E402 - after the path fix
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -171,12 +181,34 @@ def frontdoor_keys_environment(opts: Options, env: Mapping[str, str]) -> dict[st
 # Settings `make run` needs that an older local.settings.json may lack: the outbound policy
 # refuses internal addresses by default, and locally every server listens on 127.0.0.1; the
 # notifier's timer schedule is an app setting (`%MAIL_NOTIFIER_SCHEDULE%`).
-LOCAL_DEFAULTS = {"OUTBOUND_ALLOW": "127.0.0.1,localhost", "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *"}
+# Auto-export: app `recon` sends its generated data as it appears to the WebDAV server of
+# `make partner-dav` (127.0.0.1:8081), except `*.tmp` files (README, "Auto-export of sessions").
+DEMO_AUTO_EXPORT = {
+    "apps": {
+        "recon": {
+            "destination": {
+                "kind": "http_put",
+                "base_url": "http://127.0.0.1:8081/dav",
+                "url_template": "{base}/{app}/{session}/{path}",
+                "create_parents": True,
+            },
+            "rules": [{"name": "no-temp", "action": "exclude", "names": ["*.tmp"]}],
+        }
+    }
+}
+LOCAL_DEFAULTS = {
+    "OUTBOUND_ALLOW": "127.0.0.1,localhost",
+    "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *",
+    "GENERATED_DATA_CONTAINER": "generated-data",
+    "AUTO_EXPORT_CONFIG": json.dumps(DEMO_AUTO_EXPORT),
+}
 
 
 def local_defaults_environment(opts: Options, env: Mapping[str, str]) -> dict[str, str]:
     """LOCAL_DEFAULTS that neither the environment nor local.settings.json sets."""
-    return {k: v for k, v in LOCAL_DEFAULTS.items() if not env.get(k) and not _local_setting(opts.app_root, k)}
+    return {
+        k: v for k, v in LOCAL_DEFAULTS.items() if not env.get(k) and not _local_setting(opts.app_root, k)
+    }
 
 
 def ensure_function_key(runtime_state: Path) -> str:
@@ -285,6 +317,9 @@ class Child:
         self._log: IO[bytes] | None = None
 
     def start(self, preexec: Callable[[], None] | None) -> None:
+        if self._log is not None:  # started again after it died: one log handle at a time
+            self._log.close()
+            self._log = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -386,17 +421,70 @@ def banner(opts: Options) -> str:
     return "\n".join(lines) + "\n"
 
 
-def supervise(children: Sequence[Child], stop: threading.Event) -> int:
-    """Block until a stop signal (0) or until a server dies on its own (1)."""
+@dataclass
+class Restarter:
+    """Starts `child` again when it dies, by `tracker`'s policy; `ready` says when it is back."""
+
+    child: Child
+    preexec: Callable[[], None] | None
+    ready: Callable[[], bool]
+    tracker: RestartTracker = field(default_factory=RestartTracker)
+    clock: Callable[[], float] = time.monotonic
+    started_at: float = field(default_factory=time.monotonic)
+    awaiting_ready: bool = False
+
+    def restart(self, code: int, stop: threading.Event) -> bool:
+        """The child exited with `code`: wait the back-off and start it; False to give up."""
+        now = self.clock()
+        ran_for = now - self.started_at
+        delay = self.tracker.on_exit(now, ran_for)
+        name, policy = self.child.name, self.tracker.policy
+        if delay is None:
+            _say(
+                f"devservers: {name} died ({describe_exit(code)}) {policy.limit} times within "
+                f"{policy.window_s / 60:.0f} min; giving up",
+                err=True,
+            )
+            return False
+        _say(
+            f"devservers: {name} died ({describe_exit(code)}) after {ran_for:.1f}s; restarting it in "
+            f"{delay:.0f}s (restart {self.tracker.count} of at most {policy.limit} in {policy.window_s / 60:.0f} min)",
+            err=True,
+        )
+        if stop.wait(delay):
+            return True  # a stop signal during the back-off: the caller stops everything
+        self.child.start(self.preexec)
+        self.started_at = self.clock()
+        self.awaiting_ready = True
+        pid = self.child.process.pid if self.child.process else "?"
+        _say(f"devservers: {name} restarted (pid {pid})")
+        return True
+
+    def poll_ready(self) -> None:
+        if self.awaiting_ready and self.ready():
+            self.awaiting_ready = False
+            _say(f"devservers: {self.child.name} is answering again")
+
+
+def supervise(children: Sequence[Child], stop: threading.Event, restarter: Restarter | None = None) -> int:
+    """Block until a stop signal (0) or until a server dies on its own (1); the restarter's
+    child (the runtime) is started again instead, until its restart limit."""
     while not stop.wait(0.5):
+        if restarter is not None:
+            restarter.poll_ready()
         for child in children:
             code = child.exit_code()
-            if code is not None:
-                _say(
-                    f"devservers: {child.name} exited on its own with code {code}:\n{child.log_tail()}",
-                    err=True,
-                )
+            if code is None:
+                continue
+            if restarter is not None and child is restarter.child:
+                if restarter.restart(code, stop):
+                    continue
                 return 1
+            _say(
+                f"devservers: {child.name} exited on its own ({describe_exit(code)}):\n{child.log_tail()}",
+                err=True,
+            )
+            return 1
     return 0
 
 
@@ -440,9 +528,10 @@ def run(opts: Options, stop: threading.Event, environ: Mapping[str, str]) -> int
         }
         runtime.start(preexec)
         servers = [runtime, azurite, maildev]
-        wait_ready("runtime", lambda: http_ok(f"http://{HOST}:{p.runtime}/admin/host/ping"), servers, stop)
+        runtime_ready = lambda: http_ok(f"http://{HOST}:{p.runtime}/admin/host/ping")  # noqa: E731
+        wait_ready("runtime", runtime_ready, servers, stop)
         _say(banner(opts))
-        return supervise(servers, stop)
+        return supervise(servers, stop, Restarter(runtime, preexec, runtime_ready))
     except StopRequested:
         return 0
     except DevServersError as exc:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from shared.batch_contracts import BatchRequest, item_values, parse_batch_request
-from shared.batch_tasks import BATCH_ORCHESTRATOR, BatchInput, Counts
+from shared.batch_tasks import BATCH_ORCHESTRATOR, BatchInput, Counts, item_instance_id
 from shared.batching import FinishBatch, finish, part_name
 from shared.deps import Deps
 from shared.destinations.http_put import PutDestinationSpec
@@ -28,7 +28,7 @@ from shared.reconcile_plan import Verdict
 if TYPE_CHECKING:  # job_api imports this module lazily; the names flow one way at run time
     from shared.job_api import Submitted
 
-__all__ = ["ITEMS_SHOWN", "present", "retry", "settle", "submit"]
+__all__ = ["ITEMS_SHOWN", "part_instances", "present", "retry", "settle", "submit"]
 
 ITEMS_SHOWN: Final = 1000  # items in one status answer; `items_offset` pages through the rest
 _PART_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled", "skipped"})
@@ -183,3 +183,11 @@ def _secret_again(body: Mapping[str, Any], section: str, name: str, deps: Deps) 
         )
     deps.secrets.set(name, value)
     return name
+
+
+def part_instances(view: JobView) -> list[str]:
+    """The item orchestrations a cancel event should reach: those under way (at most the
+    batch's concurrency)."""
+    run = int(view.record.get("run", 0))
+    busy = [p for p in view.parts.values() if p.get("state") in ("transferring", "retrying")]
+    return [item_instance_id(str(view.record["id"]), int(p["index"]), run) for p in busy if "index" in p]

@@ -9,21 +9,17 @@ item's progress is its part `item-NNNNN` in the job store, written only by the a
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from shared.batch_contracts import BatchRequest, item_values
 from shared.batch_tasks import WINDOW, BatchInput, Counts, ItemInput, ItemOutcome, NextItems
-from shared.contracts import BlobDestinationSpec
+from shared.delivery import Cancelled, PartProgress, check_destination, deliver, secret
 from shared.deps import Deps
-from shared.destinations.blob import container_client
-from shared.destinations.http_put import HttpPutDestination, PutDestinationSpec
 from shared.error_text import readable
 from shared.errors import PermanentError, TransientError
 from shared.export_tasks import StepOutcome
@@ -32,19 +28,13 @@ from shared.items.factory import make_item_source
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, utc_now
 from shared.outcome_mail import queue_outcome
-from shared.transfer import discard_transfer, transfer_to_blob, transfer_to_put
 
 __all__ = ["finish", "next_items", "part_name", "prepare", "transfer"]
 
 log = logging.getLogger(__name__)
 
-_RECORD_PROGRESS_S: Final = 2.0  # write an item's bytes at most this often
 _items_cache: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-class Cancelled(Exception):
-    """The batch was cancelled while an item moved: stop it where it is."""
 
 
 def part_name(index: int) -> str:
@@ -67,47 +57,25 @@ def _items(job_id: str, deps: Deps) -> tuple[str, ...]:
     return items
 
 
-def _secret(deps: Deps, name: str | None) -> str | None:
-    return deps.secrets.get(name) if name else None
-
-
 def _source(request: BatchRequest, deps: Deps) -> ItemSource:
     spec = request.source
     return make_item_source(
         spec.kind,
         container=spec.container,
-        secret_value=_secret(deps, spec.secret_name),
+        secret_value=secret(deps, spec.secret_name),
         storage_connection=deps.settings.export_storage_connection,
         http_client=deps.http,
         local_root=deps.settings.batch_local_root,
     )
 
 
-def _put_destination(spec: PutDestinationSpec, deps: Deps) -> HttpPutDestination:
-    return HttpPutDestination(spec, deps.http, _secret(deps, spec.secret_name))
-
-
-def _blob_container(spec: BlobDestinationSpec, deps: Deps) -> Any:
-    connection = _secret(deps, spec.secret_name) or deps.settings.export_storage_connection
-    return container_client(connection, spec.container)
-
-
 def prepare(task: BatchInput, deps: Deps) -> StepOutcome:
     """The destination answers (and its container exists); the secrets resolve."""
     if deps.jobs.cancel_requested(task.job_id):
         return StepOutcome(cancelled=True)
-    destination = task.request.destination
     try:
         _source(task.request, deps)
-        if isinstance(destination, PutDestinationSpec):
-            _put_destination(destination, deps).check_connection()
-        else:
-            from shared.destinations.blob import BlobDestination
-
-            connection = _secret(deps, destination.secret_name) or deps.settings.export_storage_connection
-            BlobDestination.connect(
-                connection, destination.container, destination.path_prefix
-            ).check_connection()
+        check_destination(task.request.destination, deps)
     except PermanentError as exc:
         log.warning("batch %s: preparation failed permanently: %s", task.job_id, exc)
         return StepOutcome(error=readable(exc))
@@ -131,28 +99,6 @@ def next_items(task: BatchInput, deps: Deps) -> NextItems:
     return NextItems(indices=tuple(indices), cursor=end, done=end >= total)
 
 
-@dataclass
-class _Progress:
-    """Writes an item's bytes now and then, and stops the transfer when the batch is cancelled."""
-
-    deps: Deps
-    job_id: str
-    part: str
-    base: Mapping[str, Any]
-    last: float = 0.0
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self.last < _RECORD_PROGRESS_S:
-            return
-        self.last = now
-        if self.deps.jobs.cancel_requested(self.job_id):
-            raise Cancelled
-        self.deps.jobs.put_part(
-            self.job_id, self.part, {**self.base, "bytes_done": done, "updated": utc_now()}
-        )
-
-
 def transfer(task: ItemInput, deps: Deps) -> ItemOutcome:
     """Move item `task.index` to the destination; TransientError when it may work next time."""
     job_id, request, index = task.job_id, task.request, task.index
@@ -162,34 +108,14 @@ def transfer(task: ItemInput, deps: Deps) -> ItemOutcome:
         return _ended(deps, task, item, "cancelled", None)
     base: dict[str, Any] = {"item": item, "index": index, "state": "transferring", "attempts": task.attempt,
                             "bytes_done": 0, "bytes_total": None, "last_error": None}  # fmt: skip
-    destination = request.destination
     try:
         source = _source(request, deps)
         info = source.stat(item)  # a missing item fails here, for good, before anything is written
         base["bytes_total"] = info.size if info.size_known else None
         deps.jobs.put_part(job_id, part, {**base, "updated": utc_now()})
-        progress = _Progress(deps, job_id, part, base)
-        if isinstance(destination, PutDestinationSpec):
-            put = _put_destination(destination, deps)
-            values = {**dict(request.labels), **item_values(item, index, request.source.kind)}
-            url = destination.url_for(values)
-            try:
-                result = transfer_to_put(source, item, functools.partial(put.put, url), progress=progress)
-            except Cancelled:
-                put.delete(url)  # a partial upload may be left by the server (wsgidav keeps them)
-                raise
-            where = url
-        else:
-            container = _blob_container(destination, deps)
-            blob_name = destination.blob_name(item_values(item, index, request.source.kind)["path"])
-            try:
-                result = transfer_to_blob(
-                    source, item, container, blob_name, job_id=job_id, progress=progress
-                )
-            except Cancelled:
-                discard_transfer(container, blob_name, job_id=job_id)
-                raise
-            where = container.get_blob_client(blob_name).url.split("?", 1)[0]
+        values = item_values(item, index, request.source.kind)
+        result, where = deliver(source, item, request.destination, deps, values={**dict(request.labels), **values},
+                                blob_path=values["path"], job_id=job_id, progress=PartProgress(deps, job_id, part, base))  # fmt: skip
     except Cancelled:
         return _ended(deps, task, item, "cancelled", None)
     except TransientError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shared._strict import check_container_name, check_email, check_http_url
+from shared.auto_export_config import AutoExportConfig, parse_auto_export_config
 from shared.errors import PermanentError, ValidationError
 from shared.outbound import OutboundPolicy
 from shared.secrets.base import check_secret_name
@@ -25,6 +26,7 @@ __all__ = ["Settings", "SettingsError"]
 
 DEFAULT_LOCAL_SECRETS_PATH: Final = Path(".state/secrets")
 DEFAULT_CONTAINER: Final = "exports"
+DEFAULT_GENERATED_DATA_CONTAINER: Final = "generated-data"
 DEFAULT_SMTP_PORT: Final = 25
 # A job whose record and parts have not changed for this long while its orchestration still runs
 # is hung (e.g. waiting on a child an operator terminated): the reconciler fails it. Far above
@@ -90,6 +92,11 @@ class Settings:
     batch_local_root: Path | None = None
     # Where jobs may call out (OUTBOUND_ALLOW; see shared.outbound): empty = any public host.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # Auto-export (seed 000): the apps whose generated data is exported, their rules and
+    # destinations (AUTO_EXPORT_CONFIG, see shared.auto_export_config), and the container the
+    # apps write it to, as `{app}/{session}/{name}` (GENERATED_DATA_CONTAINER).
+    auto_export: AutoExportConfig = field(default_factory=AutoExportConfig)
+    generated_data_container: str = DEFAULT_GENERATED_DATA_CONTAINER
 
     @property
     def uses_key_vault(self) -> bool:
@@ -132,6 +139,9 @@ class Settings:
             frontdoor_keys=_frontdoor_keys(values),
             outbound=_outbound(values),
             batch_local_root=_local_root(values),
+            auto_export=_auto_export(values),
+            generated_data_container=_optional(values, "GENERATED_DATA_CONTAINER", check_container_name)
+            or DEFAULT_GENERATED_DATA_CONTAINER,
         )
 
 
@@ -212,6 +222,14 @@ def _local_root(values: Mapping[str, str]) -> Path | None:
     return root
 
 
+def _auto_export(values: Mapping[str, str]) -> AutoExportConfig:
+    try:
+        return parse_auto_export_config(values.get("AUTO_EXPORT_CONFIG"))
+    except ValidationError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        raise SettingsError("AUTO_EXPORT_CONFIG", f"{where}{exc.detail}") from None
+
+
 def _outbound(values: Mapping[str, str]) -> OutboundPolicy:
     try:
         return OutboundPolicy.parse(values.get("OUTBOUND_ALLOW"))
@@ -245,7 +263,9 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
     # Unset: implicit TLS on 465; plain text to a relay on this machine (maildev, a local MTA) or
     # on the plain ports; STARTTLS anywhere else.
     plain = port in PLAIN_SMTP_PORTS or smtp_host in _LOOPBACK_HOSTS
-    security = values.get("SMTP_SECURITY", "").lower() or ("tls" if port == 465 else "none" if plain else "starttls")
+    security = values.get("SMTP_SECURITY", "").lower() or (
+        "tls" if port == 465 else "none" if plain else "starttls"
+    )
     if security not in SMTP_SECURITIES:
         raise SettingsError("SMTP_SECURITY", f"must be one of {', '.join(SMTP_SECURITIES)}")
     username = values.get("SMTP_USERNAME")

@@ -8,6 +8,7 @@ orchestration starts, so an accepted job always has a record. The views never co
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ import httpx
 
 from shared import exporting
 from shared.batch_contracts import BatchRequest
-from shared.batch_tasks import BatchInput, item_instance_id
+from shared.batch_tasks import BatchInput
 from shared.contracts import (
     ExportRequest,
     SubmittedSecrets,
@@ -34,8 +35,16 @@ from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, new_record, 
 from shared.outbound import OutboundRefused
 from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
+from shared.session_tasks import SessionInput
 from shared.workstore import work_store
 
+# Each kind other than the FHIR export (this module's own) plugs in through a module with the
+# same four functions: present(view), retry(view, body, deps), settle(view, verdict, deps) and
+# part_instances(view).
+_KIND_MODULES: dict[str, str] = {
+    JobKind.BATCH.value: "shared.batch_api",
+    JobKind.SESSION.value: "shared.session_api",
+}
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTINUATION = re.compile(r"^[0-9]{11}-[A-Za-z0-9_-]{1,64}$")  # `jobstore.index_key`
 
@@ -48,11 +57,13 @@ class JobConflict(PermanentError):
 class Submitted:
     """An accepted job: its orchestration's input (`job`), its record, and which orchestration."""
 
-    job: JobInput | BatchInput
+    job: JobInput | BatchInput | SessionInput
     record: dict[str, Any]
     orchestrator: str = JOB_ORCHESTRATOR
 
     def secret_names(self) -> tuple[str, ...]:
+        if isinstance(self.job, SessionInput):
+            return ()  # a session's secrets are its app's, named in the configuration
         request = self.job.request
         if isinstance(request, BatchRequest):
             return request.secret_names()
@@ -103,10 +114,10 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
     record = view.record
     if record["state"] != JobState.FAILED.value:
         raise JobConflict(f"only a failed job can be retried; job {job_id} is {record['state']}")
-    if record.get("kind") == JobKind.BATCH.value:
-        from shared import batch_api
-
-        return batch_api.retry(view, body, deps)
+    kind = _kind_module(record)
+    if kind is not None:
+        submitted: Submitted = kind.retry(view, body, deps)
+        return submitted
     body = body if body is not None else {}
     if not isinstance(body, Mapping) or set(body) - {"source", "destination"}:
         raise ValidationError("body", "may only give source.auth_secret and destination.secret")
@@ -143,11 +154,15 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
     return Submitted(job, requeued)
 
 
-def requeue(record: Mapping[str, Any], request: Mapping[str, Any], deps: Deps) -> dict[str, Any]:
-    """Write a failed job's record back as `queued` for its next run (`run` + 1), with its new
-    request (new secret names). The one place a job leaves a terminal state: an operator's
-    explicit retry, never a replayed write (those go through the state table)."""
-    requeued = {**record, "state": JobState.QUEUED.value, "request": dict(request), "run": int(record.get("run", 0)) + 1,
+def requeue(
+    record: Mapping[str, Any], request: Mapping[str, Any], deps: Deps, *, run: int | None = None
+) -> dict[str, Any]:
+    """Write an ended job's record back as `queued` for its next run (`run`, else the last + 1),
+    with its new request (new secret names). The one place a job leaves a terminal state: an
+    operator's explicit retry, or new data for a session that had ended; never a replayed write
+    (those go through the state table)."""
+    run = int(record.get("run", 0)) + 1 if run is None else run
+    requeued = {**record, "state": JobState.QUEUED.value, "request": dict(request), "run": run,
                 "finished": None, "outcome": None, "last_error": None, "updated": utc_now()}  # fmt: skip
     deps.jobs.put_record(requeued)
     return requeued
@@ -187,11 +202,18 @@ def abandon(submitted: Submitted, deps: Deps, reason: str) -> None:
 
 def present(view: JobView) -> dict[str, Any]:
     """The status document of one job, in its kind's shape."""
-    if view.record.get("kind") == JobKind.BATCH.value:
-        from shared import batch_api
+    kind = _kind_module(view.record)
+    if kind is None:
+        return present_export(view)
+    document: dict[str, Any] = kind.present(view)
+    return document
 
-        return batch_api.present(view)
-    return present_export(view)
+
+def _kind_module(record: Mapping[str, Any]) -> Any:
+    """The module of a job's kind, or None for a FHIR export (imported when first needed: the
+    kinds' modules use this one)."""
+    name = _KIND_MODULES.get(str(record.get("kind") or JobKind.FHIR_EXPORT.value))
+    return importlib.import_module(name) if name else None
 
 
 def status_header(view: JobView, state: str) -> dict[str, Any]:
@@ -355,11 +377,11 @@ def mark_cancel(job_id: str, deps: Deps) -> JobView | None:
 
 def part_instances(view: JobView) -> list[str]:
     """Instance ids of the part orchestrations a cancel event should reach: an export's types,
-    a batch's items under way (at most its concurrency)."""
+    another kind's parts under way."""
+    kind = _kind_module(view.record)
+    if kind is not None:
+        return kind.part_instances(view)  # type: ignore[no-any-return]
     run = int(view.record.get("run", 0))
-    if view.record.get("kind") == JobKind.BATCH.value:
-        busy = [p for p in view.parts.values() if p.get("state") in ("transferring", "retrying")]
-        return [item_instance_id(str(view.record["id"]), int(p["index"]), run) for p in busy if "index" in p]
     types = view.record["request"]["source"]["types"]
     return [type_instance_id(str(view.record["id"]), t, run) for t in types]
 
@@ -385,10 +407,9 @@ def judge(
 def settle(view: JobView, verdict: Verdict, deps: Deps) -> None:
     """Record the verdict the way a job's own end is recorded: the same clean-up, the same outcome."""
     record = view.record
-    if record.get("kind") == JobKind.BATCH.value:
-        from shared import batch_api
-
-        batch_api.settle(view, verdict, deps)
+    kind = _kind_module(record)
+    if kind is not None:
+        kind.settle(view, verdict, deps)
         return
     request = ExportRequest.from_dict(record["request"])
     outcome = {

@@ -402,6 +402,10 @@ class HttpPutDestination:
         """True when `collection` exists now; False when its parent is missing (409)."""
         response, body = self._send("MKCOL", collection)
         what = f"MKCOL {redact_url(collection)}"
+        if response.status_code >= 500:
+            # Two uploads into one new folder race to make it; wsgidav answers the loser 500
+            # (FileExistsError). Asking once more gets 405, "it exists", when that was the cause.
+            response, body = self._send("MKCOL", collection)
         if response.is_success or response.status_code == 405:  # 405: it already exists
             if response.is_success:
                 log.info("created collection %s", redact_url(collection))

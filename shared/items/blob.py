@@ -28,6 +28,16 @@ __all__ = ["BlobItemSource"]
 _KIND: Final[ItemKind] = "blob"
 
 
+def check_blob_path(item: str) -> None:
+    """A blob path this source can read as named (ValidationError, field "item", if not)."""
+    check_common(item)
+    if item.startswith("/") or item.endswith("/"):
+        raise ValidationError("item", "a blob path must not start or end with '/'")
+    # URL normalisation would resolve these segments, reading another blob than named.
+    if any(part in ("", ".", "..") for part in item.split("/")):
+        raise ValidationError("item", "a blob path must not contain empty, '.' or '..' segments")
+
+
 class BlobItemSource:
     """Blobs of one container, named by their path. Implements `ItemSource`."""
 
@@ -48,12 +58,7 @@ class BlobItemSource:
         return self._container
 
     def check(self, item: str) -> None:
-        check_common(item)
-        if item.startswith("/") or item.endswith("/"):
-            raise ValidationError("item", "a blob path must not start or end with '/'")
-        # URL normalisation would resolve these segments, reading another blob than named.
-        if any(part in ("", ".", "..") for part in item.split("/")):
-            raise ValidationError("item", "a blob path must not contain empty, '.' or '..' segments")
+        check_blob_path(item)
 
     def stat(self, item: str) -> ItemInfo:
         self.check(item)

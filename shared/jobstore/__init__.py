@@ -8,6 +8,7 @@ from __future__ import annotations
 from shared.jobstore.azure import CONTAINER, AzureJobStore
 from shared.jobstore.base import (
     DEFAULT_KIND,
+    INDEXED_LABELS,
     JobKind,
     JobPage,
     JobStore,
@@ -26,6 +27,7 @@ from shared.jobstore.memory import MemoryJobStore
 __all__ = [
     "CONTAINER",
     "DEFAULT_KIND",
+    "INDEXED_LABELS",
     "AzureJobStore",
     "JobKind",
     "JobPage",

@@ -2,14 +2,16 @@
 
     blob  export-jobs/jobs/{id}.json     the record (its request may be large: a batch's items)
     blob  export-jobs/jobs/{id}/cancel   present once a cancel was requested
+    blob  export-jobs/jobs/{id}/{name}.marker.json   a marker document (`put_marker`)
     table jobparts   PK = job id, RK = part name          one part's progress (JSON)
     table jobindex   PK = "all" | "user:{requester}"      one row per job and partition, RK =
-                     RK = inverted creation time + id      `index_key`: newest first; the row
-                                                           mirrors kind, state, requester, labels
+                        | "label:{key}={value}"            inverted creation time + id
+                     RK = `index_key`: newest first; the row mirrors kind, state, requester,
+                     labels. Label partitions exist for INDEXED_LABELS only (study, session).
 
-A filtered listing reads only index rows: the requester's partition when one is asked for (else
-"all"), a RowKey range for the creation range and the continuation, and a server-side filter on
-kind and state; labels are matched on the rows read. The record is the truth: it is written first,
+A filtered listing reads only index rows: an indexed label's partition when one is asked for,
+else the requester's (else "all"), a RowKey range for the creation range and the continuation,
+and a server-side filter on kind and state; other labels are matched on the rows read. The record is the truth: it is written first,
 then its index rows, so a crash between the two leaves a row one state behind until the job's
 next write. One writer per blob and per part row (the job's orchestration, one activity per part).
 """
@@ -29,6 +31,7 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from shared.destinations.blob import container_client, storage_errors
 from shared.errors import PermanentError
 from shared.jobstore.base import (
+    INDEXED_LABELS,
     JobPage,
     JobSummary,
     JobUpdate,
@@ -58,6 +61,10 @@ def _key_safe(text: str) -> str:
 
 def _user_partition(requested_by: str) -> str:
     return "user:" + _key_safe(requested_by.lower())
+
+
+def _label_partition(key: str, value: str) -> str:
+    return "label:" + _key_safe(f"{key}={value}")
 
 
 def _table_service(connection: str) -> TableServiceClient:
@@ -107,6 +114,22 @@ class AzureJobStore:
             )
         self._index_job(summary_of(record))
 
+    def create_record(self, record: Mapping[str, Any]) -> bool:
+        self._ensure()
+        job_id = str(record["id"])
+        with storage_errors("create job record", job_id):
+            try:
+                self._c.upload_blob(
+                    f"jobs/{job_id}.json",
+                    json.dumps(record, sort_keys=True).encode(),
+                    overwrite=False,
+                    content_settings=_JSON,
+                )
+            except ResourceExistsError:
+                return False
+        self._index_job(summary_of(record))
+        return True
+
     def update_record(self, job_id: str, update: JobUpdate) -> dict[str, Any]:
         record = self.get_record(job_id)
         if record is None:
@@ -135,7 +158,8 @@ class AzureJobStore:
             "created": job.created,
         }
         with storage_errors("index job", job.job_id):
-            for partition in ("all", _user_partition(job.requested_by)):
+            labelled = [_label_partition(k, v) for k, v in sorted(job.labels.items()) if k in INDEXED_LABELS]
+            for partition in ("all", _user_partition(job.requested_by), *labelled):
                 self._index.upsert_entity({**row, "PartitionKey": partition}, mode=UpdateMode.REPLACE)
 
     # -- parts -------------------------------------------------------------------------------
@@ -177,6 +201,21 @@ class AzureJobStore:
         with storage_errors("read cancel marker", job_id):
             return bool(self._c.get_blob_client(f"jobs/{job_id}/cancel").exists())
 
+    def put_marker(self, job_id: str, name: str, document: Mapping[str, Any]) -> None:
+        self._ensure()
+        with storage_errors("write job marker", f"{job_id}/{name}"):
+            self._c.upload_blob(f"jobs/{job_id}/{name}.marker.json", json.dumps(document).encode(),
+                                overwrite=True, content_settings=_JSON)  # fmt: skip
+
+    def get_marker(self, job_id: str, name: str) -> dict[str, Any] | None:
+        self._ensure()
+        with storage_errors("read job marker", f"{job_id}/{name}"):
+            try:
+                data = self._c.download_blob(f"jobs/{job_id}/{name}.marker.json").readall()
+            except ResourceNotFoundError:
+                return None
+        return dict(json.loads(data))
+
     # -- reads -------------------------------------------------------------------------------
 
     def view(self, job_id: str) -> JobView | None:
@@ -197,7 +236,12 @@ class AzureJobStore:
         return JobPage(page, index_key(page[-1]) if len(found) > query.limit else None)
 
     def _scan(self, query: ListQuery) -> Iterator[JobSummary]:
-        partition = _user_partition(query.requested_by) if query.requested_by else "all"
+        if query.label and query.label[0] in INDEXED_LABELS:
+            partition = _label_partition(*query.label)
+        elif query.requested_by:
+            partition = _user_partition(query.requested_by)
+        else:
+            partition = "all"
         clauses, params = ["PartitionKey eq @pk"], {"pk": partition}
         low = query.continuation
         if query.created_to:  # newest first: a later bound is a smaller key

@@ -24,6 +24,7 @@ from shared.jobs import JobState, require_transition
 
 __all__ = [
     "DEFAULT_KIND",
+    "INDEXED_LABELS",
     "JobKind",
     "JobPage",
     "JobStore",
@@ -46,6 +47,9 @@ class JobKind(StrEnum):
 
 
 DEFAULT_KIND: Final = JobKind.FHIR_EXPORT  # records written before kinds existed
+# Labels a listing can filter on without scanning every job: the store keeps an index partition
+# per value (a study's sessions, a session's jobs). Other labels are matched on the rows read.
+INDEXED_LABELS: Final = frozenset({"study", "session"})
 
 
 def utc_now() -> str:
@@ -62,6 +66,7 @@ class JobUpdate:
     started: str | None = None
     finished: str | None = None
     outcome: Mapping[str, Any] | None = None
+    labels: Mapping[str, str] | None = None  # replaces the labels (a session learns its study)
 
     def apply(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record after this update (InvalidTransitionError for a move the table forbids).
@@ -89,6 +94,7 @@ class JobUpdate:
             started=data.get("started"),
             finished=data.get("finished"),
             outcome=data.get("outcome"),
+            labels=data.get("labels"),
         )
 
 
@@ -210,6 +216,11 @@ class JobStore(Protocol):
         """Create or replace a record (the listing index follows)."""
         ...
 
+    def create_record(self, record: Mapping[str, Any]) -> bool:
+        """Create a record unless one with its id exists; False (and no write) when it does.
+        Lets two triggers race to open the same job: one creates it, the other sees it."""
+        ...
+
     def update_record(self, job_id: str, update: JobUpdate) -> dict[str, Any]:
         """Apply `update` (KeyError for an unknown job) and return the new record."""
         ...
@@ -225,6 +236,13 @@ class JobStore(Protocol):
     def request_cancel(self, job_id: str) -> None: ...
 
     def cancel_requested(self, job_id: str) -> bool: ...
+
+    def put_marker(self, job_id: str, name: str, document: Mapping[str, Any]) -> None:
+        """A document beside the record written by someone other than the job's orchestration
+        (a session's completion message), so the two never overwrite each other's writes."""
+        ...
+
+    def get_marker(self, job_id: str, name: str) -> dict[str, Any] | None: ...
 
     def view(self, job_id: str) -> JobView | None: ...
 

@@ -21,11 +21,19 @@ class MemoryJobStore:
         self._records: dict[str, dict[str, Any]] = {}
         self._parts: dict[str, dict[str, dict[str, Any]]] = {}
         self._cancelled: set[str] = set()
+        self._markers: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def put_record(self, record: Mapping[str, Any]) -> None:
         with self._lock:
             self._records[str(record["id"])] = copy.deepcopy(dict(record))
+
+    def create_record(self, record: Mapping[str, Any]) -> bool:
+        with self._lock:
+            if str(record["id"]) in self._records:
+                return False
+            self._records[str(record["id"])] = copy.deepcopy(dict(record))
+            return True
 
     def update_record(self, job_id: str, update: JobUpdate) -> dict[str, Any]:
         with self._lock:
@@ -55,6 +63,15 @@ class MemoryJobStore:
     def cancel_requested(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._cancelled
+
+    def put_marker(self, job_id: str, name: str, document: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._markers[(job_id, name)] = copy.deepcopy(dict(document))
+
+    def get_marker(self, job_id: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._markers.get((job_id, name))
+            return copy.deepcopy(found) if found is not None else None
 
     def view(self, job_id: str) -> JobView | None:
         with self._lock:

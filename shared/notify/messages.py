@@ -163,7 +163,7 @@ def _summary(status: Mapping[str, Any], max_listed: int) -> Summary:
     kind = _kind(status)
     if status.get("state") not in _ENDED:
         raise ValueError(f"job {status.get('id')} has not ended (state {status.get('state')})")
-    if kind == "batch":
+    if kind in ("batch", "session"):  # both are files moved one by one, with a state each
         return _batch(status, max_listed)
     if kind == "fhir-export":
         return _export(status)
@@ -233,5 +233,5 @@ def _batch(status: Mapping[str, Any], max_listed: int) -> Summary:
     listed = [(str(i.get("item")), str(i.get("state")), str(i.get("last_error") or "no reason recorded"))
               for i in bad[:max_listed]]  # fmt: skip
     unlisted = max(failed + skipped - len(listed), 0)
-    return Summary(str(status["id"]), "batch", state, str(status["requested_by"]), outcome, facts, [],
+    return Summary(str(status["id"]), _kind(status), state, str(status["requested_by"]), outcome, facts, [],
                    listed, unlisted, status.get("last_error"), failed, _ended(status))  # fmt: skip

@@ -94,3 +94,32 @@ def test_listing_is_newest_first_with_filters_and_paging(store: JobStore) -> Non
     assert someone_else.jobs == [] and someone_else.continuation is None
     mine = store.list(ListQuery(requested_by=me.upper(), limit=1)).jobs
     assert [j.job_id for j in mine] == [ids[9]] and mine[0].kind == "fhir-export"
+
+
+def test_create_record_creates_once(store: JobStore) -> None:
+    record = {"id": uuid.uuid4().hex, "kind": "session", "state": "queued", "requested_by": "a@example.com",
+              "labels": {"session": "s1"}, "created": "2026-12-01T10:00:00Z"}  # fmt: skip
+    assert store.create_record(record) is True
+    assert store.create_record({**record, "state": "failed"}) is False
+    assert store.get_record(record["id"])["state"] == "queued"  # type: ignore[index]
+    page = store.list(ListQuery(label=("session", "s1"), kind="session"))
+    assert [j.job_id for j in page.jobs if j.job_id == record["id"]] == [record["id"]]  # one index row
+
+
+def test_indexed_labels_list_from_their_own_partition(store: JobStore) -> None:
+    study = uuid.uuid4().hex
+    mine = [new_job(store, kind="session", labels={"study": study, "session": f"s{i}"}) for i in range(3)]
+    new_job(store, kind="session", labels={"study": "other"})
+    page = store.list(ListQuery(label=("study", study), kind="session"))
+    assert sorted(j.job_id for j in page.jobs) == sorted(mine)
+    # A label learnt later (a session's study) lists the job under it too.
+    late = new_job(store, kind="session", labels={"session": "late"})
+    store.update_record(late, JobUpdate(labels={"session": "late", "study": study}))
+    assert late in [j.job_id for j in store.list(ListQuery(label=("study", study))).jobs]
+
+
+def test_markers_round_trip_beside_the_record(store: JobStore) -> None:
+    job_id = new_job(store)
+    assert store.get_marker(job_id, "completed") is None
+    store.put_marker(job_id, "completed", {"study_id": "st"})
+    assert store.get_marker(job_id, "completed") == {"study_id": "st"}

@@ -28,6 +28,7 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
         "EXPORT_DEFAULT_FHIR_BASE_URL": fhir.base_url,
         "OUTBOUND_ALLOW": "127.0.0.1,localhost",  # every test server listens there
         "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *",
+        "GENERATED_DATA_CONTAINER": "generated-data",
         "EXPORT_DEFAULT_CONTAINER": "exports",
         "SMTP_HOST": "",
         "MAIL_FROM": "",

@@ -196,3 +196,19 @@ def test_check_recipient_refuses_anything_but_one_plain_mailbox(address: str) ->
 
 def test_check_recipient_accepts_plain_addresses() -> None:
     assert check_recipient("first.last+tag@sub.example.org") == "first.last+tag@sub.example.org"
+
+
+def test_a_failed_session_alerts_the_admins_with_its_failed_items() -> None:
+    record = {"id": JOB, "kind": "session", "state": "failed", "requested_by": "auto-export@sessions.invalid",
+              "labels": {"app": "recon", "session": "S-1", "study": "ST-9"},
+              "request": {"app": "recon", "session_id": "S-1"}, **TIMES}  # fmt: skip
+    parts = {"a.dcm": {"item": "a.dcm", "state": "succeeded", "bytes_done": 10, "bytes_total": 10},
+             "b.dcm": {"item": "b.dcm", "state": "failed", "last_error": "PUT answered 403: closed"},
+             "c.tmp": {"item": "c.tmp", "state": "skipped", "rule": "no-temp", "last_error": "excluded by rule no-temp"}}  # fmt: skip
+    status = present(JobView(record, parts=parts))
+    assert alert_due(status)
+    message = admin_alert(status, ("ops@example.org",), run=0, sender=SENDER, base_url=BASE)
+    assert "session 3f2a9c1e… failed: 1 of 3 files failed" in message["Subject"]
+    text, _ = bodies(message)
+    assert "b.dcm (failed): PUT answered 403: closed" in text
+    assert "c.tmp (skipped): excluded by rule no-temp" in text
