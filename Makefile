@@ -37,7 +37,7 @@ FHIR_DEMO_PORT ?= 8080
 PARTNER_DAV_PORT ?= 8081
 # The app's packages that hold Python files yet (mypy refuses an empty folder).
 MYPY_PATHS ?= function_app.py $(patsubst %/,%,$(sort $(dir $(wildcard \
-	http_api/*.py control/*.py orchestrators/*.py activities/*.py shared/*.py selfhost/*.py scripts/*.py))))
+	http_api/*.py control/*.py orchestrators/*.py activities/*.py shared/*.py selfhost/*.py scripts/*.py cli/*.py))))
 
 # Stamps record that an install finished for the current requirement files; an interrupted
 # install leaves no stamp, so the next `make` retries it.
@@ -59,8 +59,9 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(PY)
+$(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --disable-pip-version-check --quiet --no-deps -e .
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -77,9 +78,23 @@ run: setup
 		--maildev-smtp-port $(MAILDEV_SMTP_PORT) \
 		--maildev-web-port $(MAILDEV_WEB_PORT)
 
+# The browser tests (tests/web/) drive Debian's chromium through playwright's executable_path
+# (`playwright install` downloads browsers, which cannot be reached here): installed with apt when
+# missing (sudo unless root), for `make test` only, so those tests never skip on a fresh machine.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: browser
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing Debian's chromium (for the browser tests)"; \
+		apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get"; \
+		$$apt install -y --no-install-recommends chromium \
+		|| { $$apt update && $$apt install -y --no-install-recommends chromium; }; }
+
 # pytest's own exit codes pass through: 1 failures, 5 no test collected (also a failure here:
 # the suite must run real tests).
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Both linters always run, so one report shows every problem; the target fails if either does.

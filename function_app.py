@@ -14,7 +14,19 @@ from activities import batch as batch_activities
 from activities import export as export_activities
 from activities import session as session_activities
 from control import notifier, reconciler, session_intake
-from http_api import batches, exports, fhir, health, jobs, notifications, sessions, smart
+from http_api import (
+    batches,
+    exports,
+    fhir,
+    health,
+    jobs,
+    metrics,
+    notifications,
+    sessions,
+    smart,
+    sources,
+    web,
+)
 from orchestrators import batch as batch_orchestrators
 from orchestrators import export as export_orchestrators
 from orchestrators import session as session_orchestrators
@@ -22,6 +34,7 @@ from orchestrators import session as session_orchestrators
 # FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
 # door (http_api/fhir.py, http_api/smart.py), which checks bearer tokens and its own keys itself.
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+metrics.configure_telemetry()  # traces and logs to Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
 app.register_functions(jobs.bp)
@@ -39,3 +52,6 @@ app.register_functions(sessions.bp)
 app.register_functions(session_orchestrators.bp)
 app.register_functions(session_activities.bp)
 app.register_functions(session_intake.bp)
+app.register_functions(metrics.bp)
+app.register_functions(web.bp)
+app.register_functions(sources.bp)

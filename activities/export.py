@@ -21,30 +21,36 @@ from shared.export_tasks import (
     JobInput,
     RecordUpdate,
 )
+from shared.telemetry import traced_activity
 
 bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="job", activity=PREPARE_ACTIVITY)
+@traced_activity
 def export_prepare(job: dict[str, Any]) -> dict[str, Any]:
     return exporting.prepare(JobInput.from_dict(job), get_deps()).to_dict()
 
 
 @bp.activity_trigger(input_name="task", activity=PAGE_ACTIVITY)
+@traced_activity
 def export_page(task: dict[str, Any]) -> dict[str, Any]:
     return exporting.export_page(PageTask.from_dict(task), get_deps()).to_dict()
 
 
 @bp.activity_trigger(input_name="task", activity=COMMIT_ACTIVITY)
+@traced_activity
 def export_commit(task: dict[str, Any]) -> dict[str, Any]:
     return exporting.commit(CommitAndRecord.from_dict(task), get_deps()).to_dict()
 
 
 @bp.activity_trigger(input_name="update", activity=RECORD_ACTIVITY)
+@traced_activity
 def export_record(update: dict[str, Any]) -> None:
     exporting.record(RecordUpdate.from_dict(update), get_deps())
 
 
 @bp.activity_trigger(input_name="task", activity=FINISH_ACTIVITY)
+@traced_activity
 def export_finish(task: dict[str, Any]) -> None:
     exporting.finish(FinishTask.from_dict(task), get_deps())

@@ -18,20 +18,24 @@ from shared.session_tasks import (
     ScanTask,
     SessionItemInput,
 )
+from shared.telemetry import traced_activity
 
 bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="task", activity=SCAN_ACTIVITY)
+@traced_activity
 def session_scan(task: dict[str, Any]) -> dict[str, Any]:
     return session_export.scan(ScanTask.from_dict(task), get_deps()).to_dict()
 
 
 @bp.activity_trigger(input_name="item", activity=TRANSFER_ACTIVITY)
+@traced_activity
 def session_transfer(item: dict[str, Any]) -> dict[str, Any]:
     return session_export.transfer(SessionItemInput.from_dict(item), get_deps()).to_dict()
 
 
 @bp.activity_trigger(input_name="task", activity=FINISH_ACTIVITY)
+@traced_activity
 def session_finish(task: dict[str, Any]) -> None:
     session_export.finish(FinishSession.from_dict(task), get_deps())

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import azure.durable_functions as df
 
-from shared import job_api
+from shared import job_api, telemetry
 from shared.deps import Deps
 from shared.export_tasks import CANCEL_EVENT
 from shared.jobstore import JobView
@@ -43,6 +43,7 @@ class StartFailed(Exception):
 
 async def start(client: df.DurableOrchestrationClient, submitted: job_api.Submitted, deps: Deps) -> None:
     job_id = submitted.job.job_id
+    telemetry.tag_job(job_id)
     try:
         await client.start_new(submitted.orchestrator, job_id, submitted.job.to_dict())
     except Exception as exc:
@@ -70,6 +71,7 @@ async def reconcile(client: df.DurableOrchestrationClient, view: JobView, deps: 
     True when the record was changed. A hung orchestration is terminated first, so the job's
     end is recorded by exactly one writer."""
     job_id = str(view.record["id"])
+    telemetry.tag_job(job_id)
     runtime = await runtime_status(client, job_id)
     verdict = job_api.judge(view, runtime, deps)
     if verdict is None:
@@ -101,6 +103,7 @@ async def cancel(client: df.DurableOrchestrationClient, job_id: str, deps: Deps)
     The marker is written first (the work stops at its next page even if the event is lost),
     then the event wakes an orchestration that waits (a retry backoff); a job whose orchestration
     is gone is settled as cancelled at once."""
+    telemetry.tag_job(job_id)
     view = await asyncio.to_thread(job_api.mark_cancel, job_id, deps)
     if view is None or job_api.is_ended(view):
         return view
@@ -138,6 +141,7 @@ async def run_session(client: df.DurableOrchestrationClient, opened: Opened) -> 
     instance of its last run may still be finishing: it is given a moment to complete, then the
     next run starts. Raises when the runtime does not answer, so the trigger tries again."""
     job_id, wanted = opened.job_id, opened.input
+    telemetry.tag_job(job_id)
     for _ in range(_DYING_TRIES):
         try:
             status = await client.get_status(job_id)

@@ -21,6 +21,7 @@ from control import durable
 from shared import job_api
 from shared.deps import Deps, get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
+from shared.request_metrics import measured
 
 bp = df.Blueprint()
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def error(status: int, code: str, message: str, field: str | None = None) -> fun
     return json_answer({"error": body}, status)
 
 
+@measured  # request counts and latencies for GET /api/metrics
 async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
     """Map domain errors to clear HTTP answers (400 names the field; 503 for a passing outage)."""
     try:
@@ -46,7 +48,7 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
     except ValidationError as exc:
         return error(400, "invalid_request", str(exc), exc.field)
     except job_api.JobConflict as exc:
-        return error(409, "conflict", str(exc), "state")
+        return error(409, "conflict", str(exc), exc.field)
     except TransientError as exc:
         log.warning("export API: dependency unavailable: %s", exc)
         return error(503, "unavailable", "a dependency is temporarily unavailable; try again", None)

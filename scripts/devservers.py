@@ -201,6 +201,8 @@ LOCAL_DEFAULTS = {
     "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *",
     "GENERATED_DATA_CONTAINER": "generated-data",
     "AUTO_EXPORT_CONFIG": json.dumps(DEMO_AUTO_EXPORT),
+    # Any container of Azurite but the service's own (shared.storage_policy); in Azure only `exports`.
+    "DESTINATION_CONTAINERS": "*",
 }
 
 
@@ -403,6 +405,7 @@ def banner(opts: Options) -> str:
         "Bulk export dev servers are up (Ctrl-C stops them all):",
         f"  runtime   {base}",
         f"  health    {base}/api/health",
+        f"  web pages {base}/api/ui  (enter the function key below once per browser tab)",
         f"  Azurite   blob http://{HOST}:{p.blob}/{ACCOUNT}  queue :{p.queue}  table :{p.table}",
         f"  maildev   http://{HOST}:{p.mail_web}  (SMTP {HOST}:{p.smtp})",
         f"  state     {opts.state_dir}",

@@ -17,6 +17,7 @@ from shared.batch_contracts import BatchRequest, item_values, parse_batch_reques
 from shared.batch_tasks import BATCH_ORCHESTRATOR, BatchInput, Counts, item_instance_id
 from shared.batching import FinishBatch, finish, part_name
 from shared.deps import Deps
+from shared.destination_claims import KEY_FIELD
 from shared.destinations.http_put import PutDestinationSpec
 from shared.errors import ValidationError
 from shared.items.base import validate_items
@@ -24,6 +25,7 @@ from shared.items.factory import make_item_source
 from shared.jobs import JobState
 from shared.jobstore import JobKind, JobView, new_record, utc_now
 from shared.reconcile_plan import Verdict
+from shared.storage_policy import DestinationRefused
 
 if TYPE_CHECKING:  # job_api imports this module lazily; the names flow one way at run time
     from shared.job_api import Submitted
@@ -35,7 +37,7 @@ _PART_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled", "skipped"
 
 
 def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
-    from shared.job_api import Submitted, check_outbound  # noqa: F811 - at run time
+    from shared.job_api import Submitted, check_blob_destination, check_outbound, claim_destination  # noqa: F811
 
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be a JSON object")
@@ -72,6 +74,15 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
                 )
             except ValidationError as exc:
                 raise ValidationError(f"items[{i}]", exc.detail) from None
+    check_blob_destination(deps, request.destination, secrets.get(request.destination.secret_name or ""))
+    if request.source.kind == "blob" and request.source.container is not None:
+        try:
+            given = secrets.get(request.source.secret_name or "")
+            deps.settings.destination_policy.check(given, request.source.container, reading=True)
+        except DestinationRefused as exc:
+            raise ValidationError(f"source.{exc.part}", str(exc)) from None
+    key = claim_destination(deps, request.destination, secrets.get(request.destination.secret_name or ""),
+                            dict(request.labels), share=request.options.share_destination)  # fmt: skip
     for name, value in secrets.items():
         deps.secrets.set(name, value)
     record = new_record(
@@ -81,6 +92,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         request.requested_by,
         dict(request.labels),
         items=list(items),
+        **{KEY_FIELD: key},
     )
     deps.jobs.put_record(record)
     return Submitted(BatchInput(job_id=job_id, request=request), record, BATCH_ORCHESTRATOR)

@@ -85,6 +85,8 @@ class BatchOptions(Contract):
     # failed items after which no new item starts
     failure_threshold: Annotated[int, Field(ge=1, le=MAX_ITEMS)] | None = None
     partial_failure: Literal["fail", "succeed"] = "fail"  # the batch's state when some items failed
+    # Another unfinished job may write under the same destination prefix (shared.destination_claims).
+    share_destination: bool = False
 
     _path: ClassVar[str] = "options"
 

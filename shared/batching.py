@@ -59,10 +59,13 @@ def _items(job_id: str, deps: Deps) -> tuple[str, ...]:
 
 def _source(request: BatchRequest, deps: Deps) -> ItemSource:
     spec = request.source
+    given = secret(deps, spec.secret_name)
+    if spec.kind == "blob" and spec.container is not None:  # DestinationRefused: permanent
+        deps.settings.destination_policy.check(given, spec.container, reading=True)
     return make_item_source(
         spec.kind,
         container=spec.container,
-        secret_value=secret(deps, spec.secret_name),
+        secret_value=given,
         storage_connection=deps.settings.export_storage_connection,
         http_client=deps.http,
         local_root=deps.settings.batch_local_root,

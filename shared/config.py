@@ -21,6 +21,7 @@ from shared.errors import PermanentError, ValidationError
 from shared.outbound import OutboundPolicy
 from shared.secrets.base import check_secret_name
 from shared.smart_clients import SmartClient, parse_smart_clients
+from shared.storage_policy import DestinationPolicy, parse_container_patterns
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -96,7 +97,22 @@ class Settings:
     # destinations (AUTO_EXPORT_CONFIG, see shared.auto_export_config), and the container the
     # apps write it to, as `{app}/{session}/{name}` (GENERATED_DATA_CONTAINER).
     auto_export: AutoExportConfig = field(default_factory=AutoExportConfig)
+    # The containers of the service's own storage a Blob destination may write (names or `*`
+    # patterns; DESTINATION_CONTAINERS, default the default container). See shared.storage_policy.
+    destination_containers: tuple[str, ...] = (DEFAULT_CONTAINER,)
     generated_data_container: str = DEFAULT_GENERATED_DATA_CONTAINER
+    # Traces and logs of the app's own code go to this Application Insights resource
+    # (shared.telemetry); None: nowhere. It carries the resource's key, so repr hides it.
+    applicationinsights_connection_string: str | None = field(default=None, repr=False)
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        return DestinationPolicy(
+            own_connections=(self.web_jobs_storage, self.export_storage_connection),
+            own_containers=self.destination_containers,
+            reserved=frozenset({self.generated_data_container}),
+            outbound=self.outbound,
+        )
 
     @property
     def uses_key_vault(self) -> bool:
@@ -140,8 +156,10 @@ class Settings:
             outbound=_outbound(values),
             batch_local_root=_local_root(values),
             auto_export=_auto_export(values),
+            destination_containers=_destination_containers(values),
             generated_data_container=_optional(values, "GENERATED_DATA_CONTAINER", check_container_name)
             or DEFAULT_GENERATED_DATA_CONTAINER,
+            applicationinsights_connection_string=values.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
         )
 
 
@@ -220,6 +238,14 @@ def _local_root(values: Mapping[str, str]) -> Path | None:
     if not root.is_absolute() or not root.is_dir():
         raise SettingsError("BATCH_LOCAL_ROOT", "must be the absolute path of an existing folder")
     return root
+
+
+def _destination_containers(values: Mapping[str, str]) -> tuple[str, ...]:
+    default = values.get("EXPORT_DEFAULT_CONTAINER") or DEFAULT_CONTAINER
+    try:
+        return parse_container_patterns(values.get("DESTINATION_CONTAINERS"), default)
+    except ValueError as exc:
+        raise SettingsError("DESTINATION_CONTAINERS", str(exc)) from None
 
 
 def _auto_export(values: Mapping[str, str]) -> AutoExportConfig:

@@ -339,6 +339,8 @@ class ExportOptions(Contract):
     parallel_types: Annotated[int, Field(ge=1, le=16)] = 4
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive failed attempts
     retry: Retry = DEFAULT_RETRY
+    # Another unfinished job may write under the same destination prefix (shared.destination_claims).
+    share_destination: bool = False
 
     _path: ClassVar[str] = "options"
 

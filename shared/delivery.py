@@ -73,8 +73,9 @@ def put_destination(spec: PutDestinationSpec, deps: Deps) -> HttpPutDestination:
 
 
 def blob_container(spec: BlobDestinationSpec, deps: Deps) -> Any:
-    connection = secret(deps, spec.secret_name) or deps.settings.export_storage_connection
-    return container_client(connection, spec.container)
+    given = secret(deps, spec.secret_name)
+    deps.settings.destination_policy.check(given, spec.container)  # DestinationRefused: permanent
+    return container_client(given or deps.settings.export_storage_connection, spec.container)
 
 
 def check_destination(spec: BlobDestinationSpec | PutDestinationSpec, deps: Deps) -> None:
@@ -84,7 +85,9 @@ def check_destination(spec: BlobDestinationSpec | PutDestinationSpec, deps: Deps
         return
     from shared.destinations.blob import BlobDestination
 
-    connection = secret(deps, spec.secret_name) or deps.settings.export_storage_connection
+    given = secret(deps, spec.secret_name)
+    deps.settings.destination_policy.check(given, spec.container)
+    connection = given or deps.settings.export_storage_connection
     BlobDestination.connect(connection, spec.container, spec.path_prefix).check_connection()
 
 

@@ -21,6 +21,7 @@ from shared import exporting
 from shared.batch_contracts import BatchRequest
 from shared.batch_tasks import BatchInput
 from shared.contracts import (
+    BlobDestinationSpec,
     ExportRequest,
     SubmittedSecrets,
     TypeCheckpoint,
@@ -28,6 +29,7 @@ from shared.contracts import (
     with_secret_names,
 )
 from shared.deps import Deps
+from shared.destination_claims import KEY_FIELD, conflicting_job, destination_key
 from shared.errors import PermanentError, ValidationError
 from shared.export_tasks import JOB_ORCHESTRATOR, FinishTask, JobInput, type_instance_id
 from shared.jobs import JobState, is_terminal
@@ -36,6 +38,7 @@ from shared.outbound import OutboundRefused
 from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
 from shared.session_tasks import SessionInput
+from shared.storage_policy import DestinationRefused
 from shared.workstore import work_store
 
 # Each kind other than the FHIR export (this module's own) plugs in through a module with the
@@ -50,7 +53,27 @@ _CONTINUATION = re.compile(r"^[0-9]{11}-[A-Za-z0-9_-]{1,64}$")  # `jobstore.inde
 
 
 class JobConflict(PermanentError):
-    """The job is not in a state that allows the action (e.g. a retry of a running job): 409."""
+    """The job is not in a state that allows the action (e.g. a retry of a running job), or it
+    would write where another job writes: 409 naming `field`."""
+
+    def __init__(self, message: str, field: str = "state") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def claim_destination(deps: Deps, destination: Any, secret_value: str | None, labels: Mapping[str, str],
+                      *, share: bool) -> str:  # fmt: skip
+    """The job's destination key; JobConflict when an unfinished job writes under an overlapping
+    prefix and the request does not say it may share it (`shared.destination_claims`)."""
+    key = destination_key(destination, secret_value, labels)
+    other = None if share else conflicting_job(deps, key)
+    if other is not None:
+        raise JobConflict(
+            f"job {other} is writing under this destination until it ends; choose another prefix, "
+            "wait, or set options.share_destination",
+            "destination",
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -79,12 +102,14 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         default_container=deps.settings.default_container,
     )
     check_outbound(deps, request.source.base_url, "source.base_url")
+    check_blob_destination(deps, request.destination, secrets.destination)
+    key = claim_destination(deps, request.destination, secrets.destination, dict(request.labels),
+                            share=request.options.share_destination)  # fmt: skip
     job_id = job_id or uuid.uuid4().hex
     auth_name, dest_name = _store_secrets(job_id, secrets, deps)
     request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
-    record = new_record(
-        job_id, JobKind.FHIR_EXPORT, request.to_dict(), request.requested_by, dict(request.labels)
-    )
+    record = new_record(job_id, JobKind.FHIR_EXPORT, request.to_dict(), request.requested_by,
+                        dict(request.labels), **{KEY_FIELD: key})  # fmt: skip
     deps.jobs.put_record(record)
     return Submitted(JobInput(job_id=job_id, request=request), record)
 
@@ -134,6 +159,8 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
         ),
     )
     check_outbound(deps, request.source.base_url, "source.base_url")
+    if given.destination is not None or request.destination.secret_name is None:
+        check_blob_destination(deps, request.destination, given.destination)
     auth_name, dest_name = _store_secrets(job_id, given, deps)
     request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
     completed, resume = [], {}
@@ -190,6 +217,18 @@ def check_outbound(deps: Deps, url: str, field: str) -> None:
         raise ValidationError(field, str(exc)) from None
     except httpx.ConnectError:
         pass
+
+
+def check_blob_destination(deps: Deps, destination: Any, secret_value: str | None) -> None:
+    """Refuse at submission a Blob destination the storage policy forbids (naming the field):
+    the service's own containers, containers of its storage that DESTINATION_CONTAINERS does not
+    name, an internal endpoint, an unsigned account URL (`shared.storage_policy`)."""
+    if not isinstance(destination, BlobDestinationSpec):
+        return
+    try:
+        deps.settings.destination_policy.check(secret_value, destination.container)
+    except DestinationRefused as exc:
+        raise ValidationError(f"destination.{exc.part}", str(exc)) from None
 
 
 def abandon(submitted: Submitted, deps: Deps, reason: str) -> None:
@@ -252,6 +291,7 @@ def present_export(view: JobView) -> dict[str, Any]:
                 "files": len(p.get("files", [])),
                 "bytes": p.get("bytes", 0),
                 "pages": p.get("pages", 0),
+                "last_error": p.get("last_error"),  # the type's own reason (the job page shows it)
             }
             for t, p in types.items()
         },

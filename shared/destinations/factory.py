@@ -43,6 +43,7 @@ def make_destination(
         # Imported here so that importing the factory does not load azure-storage-blob.
         from shared.destinations.blob import BlobDestination
 
+        settings.destination_policy.check(secret_value, spec.container)  # DestinationRefused: permanent
         connection = secret_value if secret_value is not None else settings.export_storage_connection
         return BlobDestination.connect(connection, spec.container, spec.path_prefix, **client_kwargs)
     if isinstance(spec, PutDestinationSpec):

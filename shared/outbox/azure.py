@@ -220,6 +220,10 @@ class TableOutbox:
         more = limit > 0 and len(rows) > limit
         return OutboxPage(entries, rows[limit - 1][0][len(prefix) :] if more else None)
 
+    def count(self, state: OutboxState, limit: int) -> int:
+        prefix = _state_prefix(state)
+        return sum(1 for _ in self._rows(prefix, prefix[:-1] + ";", limit))
+
     def _rows(self, low: str, high: str, limit: int, *, after: bool = False) -> Iterator[tuple[str, str]]:
         """(RowKey, key) of index rows with low <= RowKey < high (low < RowKey with `after`)."""
         if limit <= 0:

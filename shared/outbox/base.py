@@ -204,6 +204,11 @@ class Outbox(Protocol):
         """Entries in one state, oldest created first; pass `continuation` on for the next page."""
         ...
 
+    def count(self, state: OutboxState, limit: int) -> int:
+        """How many entries are in one state, counting at most `limit` (index rows only: the
+        cost is proportional to the count, never to the messages)."""
+        ...
+
     def retry(self, key: str, now: datetime) -> bool:
         """Operator action: dead -> pending, attempts reset, due at `now`. False when the entry
         is missing or not dead."""

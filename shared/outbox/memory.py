@@ -72,6 +72,10 @@ class MemoryOutbox:
         more = limit > 0 and len(after) > limit
         return OutboxPage([e for _, e in page], page[-1][0] if more else None)
 
+    def count(self, state: OutboxState, limit: int) -> int:
+        with self._lock:
+            return min(limit, sum(1 for e in self._entries.values() if e.state is state))
+
     def retry(self, key: str, now: datetime) -> bool:
         return self._change(key, lambda e: e.retried(now), return_current=False) is not None
 

@@ -184,7 +184,10 @@ def test_a_container_sas_secret_works_end_to_end_and_stays_out_of_urls(azurite: 
     sas_url = _sas_url(
         azurite, container, ContainerSasPermissions(read=True, write=True, delete=True, list=True)
     )
-    settings_ = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    # Azurite listens on 127.0.0.1: the storage policy lets the SAS's endpoint through only if listed.
+    settings_ = Settings.from_env(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "OUTBOUND_ALLOW": "127.0.0.1"}
+    )
     spec = BlobDestinationSpec(container=container, path_prefix="sas", secret_name="export-j-destination-1")
     destination = make_destination(spec, sas_url, settings_, retry_total=0)
     destination.check_connection()  # a container SAS cannot create containers; listing proves access
@@ -215,7 +218,9 @@ def test_a_wrong_account_key_fails_permanently(azurite: Azurite) -> None:
 
 
 def test_the_factory_falls_back_to_export_storage_without_a_secret(azurite: Azurite) -> None:
-    settings_ = Settings.from_env({"AzureWebJobsStorage": azurite.connection_string})
+    settings_ = Settings.from_env(
+        {"AzureWebJobsStorage": azurite.connection_string, "DESTINATION_CONTAINERS": "*"}
+    )
     destination = make_destination(BlobDestinationSpec(container=_name()), None, settings_, retry_total=0)
     destination.check_connection()
     destination.stage(FILE, "4" * 33, _page(0))

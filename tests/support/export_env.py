@@ -29,6 +29,8 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
         "OUTBOUND_ALLOW": "127.0.0.1,localhost",  # every test server listens there
         "MAIL_NOTIFIER_SCHEDULE": "*/30 * * * * *",
         "GENERATED_DATA_CONTAINER": "generated-data",
+        # Tests write to many containers of Azurite's one account; the policy's own tests narrow it.
+        "DESTINATION_CONTAINERS": "*",
         "EXPORT_DEFAULT_CONTAINER": "exports",
         "SMTP_HOST": "",
         "MAIL_FROM": "",
