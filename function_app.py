@@ -30,11 +30,13 @@ from http_api import (
 from orchestrators import batch as batch_orchestrators
 from orchestrators import export as export_orchestrators
 from orchestrators import session as session_orchestrators
+from shared import log_redaction
 
 # FUNCTION: every HTTP trigger needs a key unless it opts out: /api/health, and the FHIR front
 # door (http_api/fhir.py, http_api/smart.py), which checks bearer tokens and its own keys itself.
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 metrics.configure_telemetry()  # traces and logs to Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set
+log_redaction.install()  # URLs in the log without their query values (tokens in next links, SAS)
 app.register_functions(health.bp)
 app.register_functions(exports.bp)
 app.register_functions(jobs.bp)
