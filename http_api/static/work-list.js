@@ -11,6 +11,9 @@
   const rows = new Map(); // job id -> <tr>
   const FIELDS = ["requested_by", "kind", "state", "created_from", "created_to", "limit"];
   let loop = null;
+  // Bumped by every change of the filters: a listing still under way for older filters (a slow
+  // unfiltered one) must not overwrite the newer list when it finally answers.
+  let generation = 0;
 
   function readUrl() {
     const params = new URLSearchParams(location.search);
@@ -83,8 +86,10 @@
   }
 
   async function refresh() {
+    const asked = generation;
     const values = filters();
     const page = await api("jobs", { query: values });
+    if (asked !== generation) return;
     App.clearError();
     const wanted = page.jobs.filter((j) => !details.has(j.id) || !ENDED.has(details.get(j.id).state) || j.state !== details.get(j.id).state);
     await App.pool(wanted, 4, async (job) => {
@@ -95,6 +100,7 @@
         details.delete(job.id); // gone meanwhile, or a passing outage: the next refresh tries again
       }
     });
+    if (asked !== generation) return;
     const order = page.jobs.map(render);
     const shown = new Set(page.jobs.map((j) => j.id));
     for (const [id, tr] of rows) {
@@ -128,6 +134,7 @@
   }
 
   function restart() {
+    generation += 1;
     rows.clear();
     tbody.replaceChildren();
     writeUrl();
