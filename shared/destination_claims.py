@@ -19,7 +19,8 @@ from typing import Any, Final
 
 from shared.contracts import BlobDestinationSpec
 from shared.deps import Deps
-from shared.destinations.http_put import PutDestinationSpec, expand, placeholders
+from shared.destinations.http_put import PutDestinationSpec
+from shared.destinations.url_template import expand, placeholders
 from shared.errors import ValidationError
 from shared.storage_policy import DestinationRefused, account_of
 

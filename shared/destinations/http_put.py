@@ -35,11 +35,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Final, Literal, cast, get_args
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from shared._strict import ObjectReader, check_http_url
+from shared.destinations.url_template import TEMPLATE_FIELD, check_template, expand, is_under, placeholders
 from shared.errors import ExportError, PermanentError, RetryAfterError, TransientError, ValidationError
 from shared.secrets.base import MAX_SECRET_NAME_LENGTH, check_secret_name
 from shared.sources import classify_status, classify_transport_error, redact_url
@@ -57,12 +58,6 @@ AUTH_KINDS: Final[tuple[str, ...]] = get_args(AuthKind)
 # Digest is RFC 3230's, Repr-Digest / Content-Digest RFC 9530's (same value for an unencoded body).
 CHECKSUM_HEADERS: Final = {h.lower(): h for h in ("Content-MD5", "Digest", "Repr-Digest", "Content-Digest")}
 CHUNK_BYTES: Final = 1024 * 1024
-_TEMPLATE_FIELD: Final = "destination.url_template"
-_PATH_PLACEHOLDER: Final = "path"  # the one placeholder whose value may span several segments
-_PLACEHOLDER: Final = re.compile(r"\{([^{}]*)\}")
-_PLACEHOLDER_NAME: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-# RFC 3986 pchar and "/": what a template's literal text may contain (no query, no fragment).
-_LITERAL: Final = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$")
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 # Headers the request itself sets; a "headers" secret must not change how the body is framed.
 _RESERVED_HEADERS: Final = frozenset(
@@ -75,102 +70,6 @@ _MIN_SCRUB_CHARS: Final = 4  # scrubbing "a" out of every message would only gar
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# --- URL templates (pure) ------------------------------------------------------------------------
-
-
-def _parse(template: str, field: str) -> list[tuple[str, bool]]:
-    """(text, is_placeholder) pieces; refuses stray braces and characters outside a URL path."""
-    pieces: list[tuple[str, bool]] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(template):
-        pieces.append((template[position : match.start()], False))
-        name = match.group(1)
-        if not _PLACEHOLDER_NAME.match(name):
-            raise ValidationError(field, f"placeholder {{{name}}} is not a valid name")
-        pieces.append((name, True))
-        position = match.end()
-    pieces.append((template[position:], False))
-    for text, is_placeholder in pieces:
-        if not is_placeholder and not _LITERAL.match(text):
-            raise ValidationError(field, "literal text must be URL path characters (no ?, # or space)")
-    return [(text, is_placeholder) for text, is_placeholder in pieces if text or is_placeholder]
-
-
-def placeholders(template: str, field: str = _TEMPLATE_FIELD) -> tuple[str, ...]:
-    """The placeholder names of `template` in order, without `base` (the values a caller owes)."""
-    return tuple(dict.fromkeys(t for t, is_ph in _parse(template, field) if is_ph and t != "base"))
-
-
-def check_template(template: str, field: str = _TEMPLATE_FIELD) -> str:
-    """`template` when it is `{base}/...` with well-formed placeholders and no `.`/`..`/empty
-    literal segment; else ValidationError naming `field`."""
-    pieces = _parse(template, field)
-    if pieces[:1] != [("base", True)] or not template.startswith("{base}/"):
-        raise ValidationError(field, "must start with {base}/")
-    if sum(1 for t, is_ph in pieces if is_ph and t == "base") != 1:
-        raise ValidationError(field, "{base} may appear only at the start")
-    skeleton = "".join("x" if is_ph else text for text, is_ph in pieces[1:])
-    if any(segment in ("", ".", "..") for segment in skeleton[1:].split("/")):
-        raise ValidationError(field, "path segments must not be empty, . or ..")
-    return template
-
-
-def _check_value(name: str, value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(field, f"the value of {{{name}}} must be a string")
-    if value in ("", ".", ".."):
-        raise ValidationError(field, f"the value of {{{name}}} must not be empty, . or ..")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
-        raise ValidationError(field, f"the value of {{{name}}} must not contain control characters")
-    return value
-
-
-def _encode(name: str, value: object, field: str) -> str:
-    """One path segment (a `/` inside is encoded too), or for `{path}` several, each encoded."""
-    text = _check_value(name, value, field)
-    if name != _PATH_PLACEHOLDER:
-        return quote(text, safe="")
-    return "/".join(quote(_check_value(name, segment, field), safe="") for segment in text.split("/"))
-
-
-def expand(template: str, values: Mapping[str, str], *, field: str = _TEMPLATE_FIELD) -> str:
-    """The URL for `values` (`values["base"]` is the base URL, inserted as is; every other value
-    is percent-encoded). Refuses unknown placeholders, `.`/`..`/empty/control-character values
-    and any result that would leave the base URL; errors are ValidationError naming `field`."""
-    check_template(template, field)
-    base = values.get("base")
-    if not isinstance(base, str) or not base:
-        raise ValidationError(field, "{base} has no value")
-    base = base.rstrip("/")
-    out = [base]
-    for text, is_placeholder in _parse(template, field)[1:]:
-        if not is_placeholder:
-            out.append(text)
-            continue
-        if text not in values:
-            known = ", ".join(sorted(k for k in values if k != "base")) or "none"
-            raise ValidationError(field, f"unknown placeholder {{{text}}} (values given: {known})")
-        out.append(_encode(text, values[text], field))
-    url = "".join(out)
-    if not _is_under(base, url):
-        raise ValidationError(field, "the expanded URL leaves the base URL")
-    return url
-
-
-def _is_under(base: str, url: str) -> bool:
-    """`url` has `base`'s scheme and host and a path strictly below `base`'s, without dot segments."""
-    try:
-        b, u = urlsplit(base), urlsplit(url)
-    except ValueError:
-        return False
-    if (b.scheme.lower(), b.netloc.lower()) != (u.scheme.lower(), u.netloc.lower()) or u.query or u.fragment:
-        return False
-    prefix = b.path.rstrip("/") + "/"
-    if not u.path.startswith(prefix) or u.path == prefix:
-        return False
-    return not any(s in ("", ".", "..") for s in u.path[len(prefix) :].split("/"))
 
 
 # --- the spec ------------------------------------------------------------------------------------
@@ -199,7 +98,7 @@ class PutDestinationSpec:
     def url_for(self, values: Mapping[str, str]) -> str:
         """The file URL for job labels and part values (`name`, `path`, ...); `base` is reserved."""
         if "base" in values:
-            raise ValidationError(_TEMPLATE_FIELD, "{base} is the base URL; no value may be called base")
+            raise ValidationError(TEMPLATE_FIELD, "{base} is the base URL; no value may be called base")
         return expand(self.url_template, {**values, "base": self.base_url})
 
     def to_dict(self) -> dict[str, Any]:
@@ -442,7 +341,7 @@ class HttpPutDestination:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _check_url(self, url: str) -> None:
-        if not _is_under(self._spec.base_url.rstrip("/"), url):
+        if not is_under(self._spec.base_url.rstrip("/"), url):
             raise PermanentError(f"{redact_url(url)} is not under the destination's base URL")
 
     def _send(
