@@ -22,6 +22,7 @@ from http_api import (
     jobs,
     metrics,
     notifications,
+    openapi,
     sessions,
     smart,
     sources,
@@ -57,3 +58,4 @@ app.register_functions(session_intake.bp)
 app.register_functions(metrics.bp)
 app.register_functions(web.bp)
 app.register_functions(sources.bp)
+app.register_functions(openapi.bp)

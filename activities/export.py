@@ -1,5 +1,7 @@
 """Activities of the export: each decodes its contract, calls one function of shared.exporting,
-and encodes the answer. Transient errors propagate so the orchestrator's retry policy fires."""
+and encodes the answer. Transient errors propagate so the orchestrator's retry policy fires.
+Also the activities every kind's orchestration calls: `export_record` (its record writes) and
+`job_admit` (whether the job may start under the caps on running jobs, `shared.admitting`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared import exporting
+from shared import admitting, exporting
+from shared.admission import ADMIT_ACTIVITY, AdmitTask
 from shared.contracts import PageTask
 from shared.deps import get_deps
 from shared.export_tasks import (
@@ -54,3 +57,9 @@ def export_record(update: dict[str, Any]) -> None:
 @traced_activity
 def export_finish(task: dict[str, Any]) -> None:
     exporting.finish(FinishTask.from_dict(task), get_deps())
+
+
+@bp.activity_trigger(input_name="task", activity=ADMIT_ACTIVITY)
+@traced_activity
+def job_admit(task: dict[str, Any]) -> dict[str, Any]:
+    return admitting.admit(AdmitTask.from_dict(task), get_deps()).to_dict()

@@ -16,6 +16,7 @@ from typing import Any, Final
 import azure.durable_functions as df
 
 from shared import job_api, telemetry
+from shared.callers import TRUSTED, Caller
 from shared.deps import Deps
 from shared.export_tasks import CANCEL_EVENT
 from shared.jobstore import JobView
@@ -87,9 +88,12 @@ async def reconcile(client: df.DurableOrchestrationClient, view: JobView, deps: 
     return True
 
 
-async def reconciled_view(client: df.DurableOrchestrationClient, job_id: str, deps: Deps) -> JobView | None:
-    """The job's view after reconciling it when it is not terminal (the check costs one status call)."""
-    view = await asyncio.to_thread(job_api.find, job_id, deps)
+async def reconciled_view(
+    client: df.DurableOrchestrationClient, job_id: str, deps: Deps, caller: Caller = TRUSTED
+) -> JobView | None:
+    """The job's view after reconciling it when it is not terminal (the check costs one status
+    call); None when there is no such job the caller may see."""
+    view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
     if view is None or job_api.is_ended(view):
         return view
     if await reconcile(client, view, deps):
@@ -97,14 +101,17 @@ async def reconciled_view(client: df.DurableOrchestrationClient, job_id: str, de
     return view
 
 
-async def cancel(client: df.DurableOrchestrationClient, job_id: str, deps: Deps) -> JobView | None:
-    """Cancel a job in any non-terminal state; None if there is no such job.
+async def cancel(
+    client: df.DurableOrchestrationClient, job_id: str, deps: Deps, caller: Caller = TRUSTED
+) -> JobView | None:
+    """Cancel a job in any non-terminal state; None if there is no such job the caller may see
+    (`callers.Forbidden` if it may see but not cancel it).
 
     The marker is written first (the work stops at its next page even if the event is lost),
     then the event wakes an orchestration that waits (a retry backoff); a job whose orchestration
     is gone is settled as cancelled at once."""
     telemetry.tag_job(job_id)
-    view = await asyncio.to_thread(job_api.mark_cancel, job_id, deps)
+    view = await asyncio.to_thread(job_api.mark_cancel, job_id, deps, caller)
     if view is None or job_api.is_ended(view):
         return view
     # The job's instance and its parts' (one of them may be waiting out a retry backoff).

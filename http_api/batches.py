@@ -17,11 +17,14 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
+from http_api.callers import caller_of
 from http_api.exports import accept, error, guarded, json_answer
 from shared import batch_api, job_api
+from shared.callers import Caller
 from shared.deps import Deps, get_deps
 from shared.errors import ValidationError
 from shared.jobstore import JobKind, JobView
+from shared.request_body import parse_json
 
 bp = df.Blueprint()
 
@@ -32,9 +35,9 @@ async def submit_batch(req: func.HttpRequest, client: df.DurableOrchestrationCli
     return await guarded(lambda: accept(req, client, batch_api.submit, "batches"))
 
 
-def _batch(job_id: str, deps: Deps) -> JobView | None:
-    """The batch `job_id`, or None (no such job, or a job of another kind)."""
-    view = job_api.find(job_id, deps)
+def _batch(job_id: str, deps: Deps, caller: Caller) -> JobView | None:
+    """The batch `job_id`, or None (no such job the caller may see, or a job of another kind)."""
+    view = job_api.find(job_id, deps, caller)
     return view if view is not None and view.record.get("kind") == JobKind.BATCH.value else None
 
 
@@ -54,9 +57,10 @@ def _offset(req: func.HttpRequest) -> int:
 async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id, offset, deps = req.route_params["id"], _offset(req), get_deps()
-        if await asyncio.to_thread(_batch, job_id, deps) is None:
+        caller = caller_of(req, deps)
+        if await asyncio.to_thread(_batch, job_id, deps, caller) is None:
             return _not_found(job_id)
-        view = await durable.reconciled_view(client, job_id, deps)
+        view = await durable.reconciled_view(client, job_id, deps, caller)
         assert view is not None
         return json_answer(batch_api.present(view, offset=offset))
 
@@ -68,9 +72,10 @@ async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient
 async def cancel_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id, deps = req.route_params["id"], get_deps()
-        if await asyncio.to_thread(_batch, job_id, deps) is None:
+        caller = caller_of(req, deps)
+        if await asyncio.to_thread(_batch, job_id, deps, caller) is None:
             return _not_found(job_id)
-        view = await durable.cancel(client, job_id, deps)
+        view = await durable.cancel(client, job_id, deps, caller)
         assert view is not None
         return json_answer(batch_api.present(view), 202)
 
@@ -82,29 +87,28 @@ async def cancel_batch(req: func.HttpRequest, client: df.DurableOrchestrationCli
 async def retry_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         job_id, deps = req.route_params["id"], get_deps()
-        if await asyncio.to_thread(_batch, job_id, deps) is None:
+        caller = caller_of(req, deps)
+        if await asyncio.to_thread(_batch, job_id, deps, caller) is None:
             return _not_found(job_id)
-        return await durable_retry(req, client, job_id)
+        return await durable_retry(req, client, job_id, caller)
 
     return await guarded(run)
 
 
 async def durable_retry(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient, job_id: str
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, job_id: str, caller: Caller | None = None
 ) -> func.HttpResponse:
     """POST .../retry for any kind: re-queue through `job_api.retry`, start, answer the status."""
-    try:
-        body = req.get_json() if req.get_body() else None
-    except ValueError:
-        return error(400, "invalid_json", "the body must be a JSON object", "body")
     deps = get_deps()
-    submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps)
+    caller = caller or caller_of(req, deps)
+    body = parse_json(req.get_body(), empty=None)
+    submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps, caller)
     if submitted is None:
         return error(404, "not_found", f"no job {job_id!r}", "id")
     try:
         await durable.start(client, submitted, deps)
     except durable.StartFailed:
         return error(503, "unavailable", "the retry could not be started; try again")
-    view = await asyncio.to_thread(job_api.find, job_id, deps)
+    view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
     assert view is not None
     return json_answer(job_api.present(view), 202)

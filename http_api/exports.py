@@ -18,9 +18,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
+from http_api.callers import RateLimited, caller_of, public_base
 from shared import job_api
-from shared.deps import Deps, get_deps
+from shared.callers import Forbidden, Unauthenticated
+from shared.deps import get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
+from shared.request_body import PayloadTooLarge, parse_json
 from shared.request_metrics import measured
 
 bp = df.Blueprint()
@@ -33,11 +36,13 @@ def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = N
     )
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> func.HttpResponse:
+def error(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return json_answer({"error": body}, status)
+    return json_answer({"error": body}, status, headers)
 
 
 @measured  # request counts and latencies for GET /api/metrics
@@ -45,8 +50,16 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
     """Map domain errors to clear HTTP answers (400 names the field; 503 for a passing outage)."""
     try:
         return await call()
+    except PayloadTooLarge as exc:
+        return error(413, "too_large", str(exc), exc.field)
     except ValidationError as exc:
         return error(400, "invalid_request", str(exc), exc.field)
+    except Unauthenticated as exc:
+        return error(401, "unauthenticated", str(exc), None, {"WWW-Authenticate": "Bearer"})
+    except Forbidden as exc:
+        return error(403, "forbidden", str(exc), exc.field)
+    except RateLimited as exc:
+        return error(429, "too_many_requests", str(exc), None, {"Retry-After": exc.retry_after})
     except job_api.JobConflict as exc:
         return error(409, "conflict", str(exc), exc.field)
     except TransientError as exc:
@@ -60,22 +73,20 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
 async def accept(
     req: func.HttpRequest,
     client: df.DurableOrchestrationClient,
-    submit: Callable[[Any, Deps], job_api.Submitted],
+    submit: Callable[..., job_api.Submitted],
     status_path: str,
 ) -> func.HttpResponse:
     """POST of a new job of any kind: decode, `submit` (records it queued), start it, 202."""
-    try:
-        body = req.get_json()
-    except ValueError:
-        return error(400, "invalid_json", "the body must be a JSON object", "body")
     deps = get_deps()
-    submitted = await asyncio.to_thread(submit, body, deps)
+    caller = caller_of(req, deps)
+    body = parse_json(req.get_body())
+    submitted = await asyncio.to_thread(submit, body, deps, caller=caller)
     job_id = submitted.job.job_id
     try:
         await durable.start(client, submitted, deps)
     except durable.StartFailed:
         return error(503, "unavailable", "the job could not be started; try again")
-    location = f"{req.url.split('/api/', 1)[0]}/api/{status_path}/{job_id}"
+    location = f"{public_base(req, deps)}/api/{status_path}/{job_id}"
     log.info("%s %s accepted for %s", status_path, job_id, submitted.record["requested_by"])
     body = {"id": job_id, "state": "queued", "status_url": location}
     return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
@@ -91,7 +102,9 @@ async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
 async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
         params, deps = dict(req.params), get_deps()
-        return json_answer(await asyncio.to_thread(job_api.list_jobs, params, deps, kind="fhir-export"))
+        caller = caller_of(req, deps)
+        listed = await asyncio.to_thread(job_api.list_jobs, params, deps, kind="fhir-export", caller=caller)
+        return json_answer(listed)
 
     return await guarded(run)
 
@@ -100,8 +113,8 @@ async def list_exports(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def get_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id = req.route_params["id"]
-        view = await durable.reconciled_view(client, job_id, get_deps())
+        job_id, deps = req.route_params["id"], get_deps()
+        view = await durable.reconciled_view(client, job_id, deps, caller_of(req, deps))
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
         return json_answer(job_api.present(view))
@@ -113,8 +126,8 @@ async def get_export(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @bp.durable_client_input(client_name="client")
 async def cancel_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id = req.route_params["id"]
-        view = await durable.cancel(client, job_id, get_deps())
+        job_id, deps = req.route_params["id"], get_deps()
+        view = await durable.cancel(client, job_id, deps, caller_of(req, deps))
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
         return json_answer(job_api.present(view), 202)

@@ -30,11 +30,13 @@ import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from control import durable
+from http_api.callers import public_base
 from http_api.exports import guarded
 from shared import bulkdata, capability, job_api, smart_auth
 from shared.bulkdata import BulkDataError, Issue, Level
 from shared.deps import Deps, get_deps
 from shared.destinations.blob import container_client, storage_errors
+from shared.request_body import parse_json
 from shared.smart_auth import Principal
 from shared.workstore import work_store
 
@@ -79,7 +81,7 @@ async def _answer(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
 
 
 def _base(req: func.HttpRequest) -> str:
-    return str(req.url).split("/api/", 1)[0] + "/api/fhir"
+    return public_base(req) + "/api/fhir"
 
 
 def _not_found(job_id: str) -> func.HttpResponse:
@@ -118,14 +120,8 @@ def _prepare(
     """Parse, consult the source, and record the job as queued (blocking: runs in a thread)."""
     lenient = bulkdata.prefers_lenient(req.headers.get("prefer"))
     pairs = bulkdata.query_pairs(req.url)
-    if req.method == "POST" and (req.get_body() or b"").strip():
-        try:
-            body = json.loads(req.get_body())
-        except ValueError:
-            raise BulkDataError(
-                400, Issue("invalid", "the body is not JSON (expected a FHIR Parameters resource)", "body")
-            ) from None
-        pairs += bulkdata.parameters_pairs(body)
+    if req.method == "POST":
+        pairs += bulkdata.parameters_pairs(parse_json(req.get_body(), empty=None))
     params = bulkdata.parse_kickoff(pairs, lenient=lenient, headers=dict(req.headers))
     base_url = deps.settings.default_fhir_base_url
     if base_url is None:
@@ -165,7 +161,7 @@ def _prepare(
             **smart_auth.job_labels(principal),
         },
     )
-    return job_api.submit(body, deps, job_id=job_id), plan
+    return job_api.submit(body, deps, job_id=job_id, origin=job_api.ORIGIN_FRONTDOOR), plan
 
 
 def _store_work(deps: Deps, job_id: str, plan: bulkdata.ExportPlan) -> None:

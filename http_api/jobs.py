@@ -19,6 +19,7 @@ import azure.functions as func
 
 from control import durable
 from http_api.batches import durable_retry
+from http_api.callers import caller_of
 from http_api.exports import error, guarded, json_answer
 from shared import job_api
 from shared.deps import get_deps
@@ -29,7 +30,9 @@ bp = df.Blueprint()
 @bp.route(route="jobs", methods=["GET"])
 async def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        return json_answer(await asyncio.to_thread(job_api.list_jobs, dict(req.params), get_deps()))
+        deps = get_deps()
+        caller = caller_of(req, deps)
+        return json_answer(await asyncio.to_thread(job_api.list_jobs, dict(req.params), deps, caller=caller))
 
     return await guarded(run)
 
@@ -38,8 +41,8 @@ async def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 @bp.durable_client_input(client_name="client")
 async def get_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id = req.route_params["id"]
-        view = await durable.reconciled_view(client, job_id, get_deps())
+        job_id, deps = req.route_params["id"], get_deps()
+        view = await durable.reconciled_view(client, job_id, deps, caller_of(req, deps))
         if view is None:
             return error(404, "not_found", f"no job {job_id!r}", "id")
         return json_answer(job_api.present(view))
@@ -51,8 +54,8 @@ async def get_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
 @bp.durable_client_input(client_name="client")
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        job_id = req.route_params["id"]
-        view = await durable.cancel(client, job_id, get_deps())
+        job_id, deps = req.route_params["id"], get_deps()
+        view = await durable.cancel(client, job_id, deps, caller_of(req, deps))
         if view is None:
             return error(404, "not_found", f"no job {job_id!r}", "id")
         return json_answer(job_api.present(view), 202)

@@ -1,6 +1,8 @@
 """The batch orchestrations (seed 001: files sent to a server in the background, as one job).
 
 `batch_job`, one instance per batch (instance id = job id), input `BatchInput`:
+ 0. wait the batch's turn under the caps on running jobs (`orchestrators.common.wait_turn`): it
+    stays `queued`, saying why; a cancel ends it `cancelled`; a long wait continues as new;
  1. prepare once (secrets, the destination answers), like an export: a transient failure that
     outlives its retries is a `retrying` job that tries again after a backoff, up to 3 times;
  2. ask `batch_next` for the next window of item indices (a retry run skips what succeeded);
@@ -22,7 +24,16 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.common import SERVICE_RETRY, Gen, record_job, wait_unless_cancelled, with_retries
+from orchestrators.common import (
+    CANCELLED,
+    CONTINUE,
+    SERVICE_RETRY,
+    Gen,
+    record_job,
+    wait_turn,
+    wait_unless_cancelled,
+    with_retries,
+)
 from shared import export_plan
 from shared._strict import replace
 from shared.batch_tasks import (
@@ -57,6 +68,13 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
     options = job.request.options
     retry = df.RetryOptions(**options.retry.as_retry_options_kwargs())
     if not job.prepared:
+        if job.waits_turn and job.consecutive_failures == 0:  # one retrying its preparation was admitted
+            turn = yield from wait_turn(context, job.job_id, job.run)
+            if turn == CANCELLED:
+                return (yield from _finish(context, job, JobState.CANCELLED, None))
+            if turn == CONTINUE:
+                context.continue_as_new(job.to_dict())
+                return None
         try:
             prepared = StepOutcome.from_dict(
                 (yield context.call_activity_with_retry(PREPARE_ACTIVITY, retry, job.to_dict()))

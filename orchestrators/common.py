@@ -1,4 +1,5 @@
-"""What every job kind's orchestrations share: cancellable waits and the job-record writes.
+"""What every job kind's orchestrations share: cancellable waits, the job-record writes, and
+waiting a job's turn under the caps on running jobs (`wait_turn`).
 
 Deterministic like the orchestrators that use it: times come from the context; the writes are
 activity calls (`export_record`), retried patiently because they go to the service's own storage.
@@ -14,6 +15,7 @@ import azure.durable_functions as df
 
 from shared import export_plan
 from shared._strict import replace
+from shared.admission import ADMIT_ACTIVITY, Admission, AdmitTask
 from shared.error_text import readable
 from shared.export_tasks import CANCEL_EVENT, RECORD_ACTIVITY, RecordUpdate
 from shared.jobstore import JobUpdate, PartUpdate
@@ -23,6 +25,11 @@ Gen = Generator[Any, Any, Any]
 # Job-record writes and the final clean-up go to the service's own storage and secret store,
 # not to the user's endpoints: retry them patiently (10 attempts 2 s apart) whatever the job says.
 SERVICE_RETRY = df.RetryOptions(2000, 10)
+
+# What `wait_turn` answers. A job waits at most this many times per execution, then continues
+# as new: with the waits growing to half a minute, an execution holds some ten minutes of asks.
+ADMITTED, CANCELLED, CONTINUE = "admitted", "cancelled", "continue"
+WAITS_PER_EXECUTION = 20
 
 
 def wait(context: df.DurableOrchestrationContext, seconds: float) -> Any:
@@ -73,3 +80,34 @@ def with_retries(
                 yield record_part(context, job_id, part, PartUpdate("cancelled"))
                 return ("cancelled", None)
             work = replace(work, attempt=work.attempt + 1)
+
+
+def wait_turn(context: df.DurableOrchestrationContext, job_id: str, run: int = 0) -> Gen:
+    """Before a job starts, wait until the caps on running jobs let it (`shared.admission`).
+
+    1. ask `job_admit`: admitted, cancelled (a cancel was asked, or this run already ended), or
+       wait `wait_s` (the activity records why on the job, and says how long: replay sees the
+       same answer, so no clock is read here);
+    2. wait that long;
+    3. after WAITS_PER_EXECUTION waits answer CONTINUE: the caller continues as new with its
+       unchanged input, so a long wait keeps the history bounded.
+
+    One cancel listener races every ask and every wait, so a cancel event ends the wait at once
+    whenever it comes (the SDK only delivers an event to a listener it is waiting on)."""
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
+    for _ in range(WAITS_PER_EXECUTION):
+        ask = context.call_activity_with_retry(
+            ADMIT_ACTIVITY, SERVICE_RETRY, AdmitTask(job_id=job_id, run=run).to_dict()
+        )
+        if (yield context.task_any([ask, cancel])) == cancel:
+            return CANCELLED
+        if isinstance(ask.result, Exception):  # the retries ran out: fail like a plain call would
+            raise ask.result
+        answer = Admission.from_dict(ask.result)
+        if answer.cancelled:
+            return CANCELLED
+        if answer.admitted:
+            return ADMITTED
+        if (yield context.task_any([wait(context, answer.wait_s), cancel])) == cancel:
+            return CANCELLED
+    return CONTINUE

@@ -1,6 +1,8 @@
 """The export orchestrations (seed 002's ExportJobTask, made durable).
 
 `export_job`, one instance per job (instance id = job id):
+ 0. wait the job's turn under the caps on running jobs (`orchestrators.common.wait_turn`): it
+    stays `queued`, saying why; a cancel ends it `cancelled`; a long wait continues as new;
  1. prepare (secrets, destination and source connection checks) with the job's retry policy;
     a transient failure that outlives the retries counts one failure: under the threshold the
     job is `retrying` and tries again after a backoff (continue-as-new), at it the job fails;
@@ -30,7 +32,16 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.common import SERVICE_RETRY, Gen, record_job, record_part, wait_unless_cancelled
+from orchestrators.common import (
+    CANCELLED,
+    CONTINUE,
+    SERVICE_RETRY,
+    Gen,
+    record_job,
+    record_part,
+    wait_turn,
+    wait_unless_cancelled,
+)
 from shared import export_plan as plan
 from shared._strict import replace
 from shared.contracts import CommitResult, CommitTask, ExportRequest, PageTask, TypeCheckpoint
@@ -66,6 +77,13 @@ def _retry(request: ExportRequest) -> df.RetryOptions:
 def export_job(context: df.DurableOrchestrationContext) -> Gen:
     job = JobInput.from_dict(context.get_input())
     request, options = job.request, job.request.options
+    if job.waits_turn and job.consecutive_failures == 0:  # one retrying its preparation was admitted
+        turn = yield from wait_turn(context, job.job_id, job.run)
+        if turn == CANCELLED:
+            return (yield from _finish(context, job, "cancelled", [], None))
+        if turn == CONTINUE:
+            context.continue_as_new(job.to_dict())
+            return None
     try:
         raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())
     except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries

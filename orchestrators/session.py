@@ -1,6 +1,9 @@
 """The session orchestrations (seed 000: a session's generated data exported as it appears).
 
 `session_job`, one instance per app and session (instance id = job id), input `SessionInput`:
+ 0. before its first scan, wait the session's turn under the caps on running jobs
+    (`orchestrators.common.wait_turn`): it stays `queued`, saying why (its data waits in the
+    container, and the first scan sees all of it); a cancel ends it `cancelled`;
  1. `session_scan` says what is new since the last look (and records the job running, and new
     items `queued` or `skipped`); it is asked again on each wake event (a new blob, the
     session-completed message), when the last item under way ends, and after an item whose blob
@@ -26,7 +29,16 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.common import SERVICE_RETRY, Gen, record_job, wait, with_retries
+from orchestrators.common import (
+    CANCELLED,
+    CONTINUE,
+    SERVICE_RETRY,
+    Gen,
+    record_job,
+    wait,
+    wait_turn,
+    with_retries,
+)
 from shared._strict import replace
 from shared.error_text import readable
 from shared.export_tasks import CANCEL_EVENT
@@ -64,6 +76,13 @@ def _now(context: df.DurableOrchestrationContext) -> str:
 @bp.orchestration_trigger(context_name="context", orchestration=SESSION_ORCHESTRATOR)
 def session_job(context: df.DurableOrchestrationContext) -> Gen:
     job = SessionInput.from_dict(context.get_input())
+    if job.waits_turn and not job.started:
+        turn = yield from wait_turn(context, job.job_id, job.run)
+        if turn == CANCELLED:
+            return (yield from _finish(context, job, JobState.CANCELLED, None))
+        if turn == CONTINUE:
+            context.continue_as_new(job.to_dict())
+            return None
     scan_task = ScanTask(job_id=job.job_id, app=job.app, session_id=job.session_id, run=job.run)
     scan = ScanResult()
     pending: list[ItemRef] = []

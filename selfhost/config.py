@@ -2,7 +2,10 @@
 
 `load_host_config` reads host.json once at start-up; `apply_local_settings` copies the
 `Values` of local.settings.json into the environment the way Core Tools does (an environment
-variable that is already set wins; values must be strings; null is skipped).
+variable that is already set wins; values must be strings; null is skipped). The app setting
+`PUBLIC_BASE_URL` (the app's own public address) is also the runtime's: every absolute URL the
+runtime hands out (durable management URLs, `req.url`) starts with it, never with the request's
+Host header, which any client can forge.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,32 @@ class HostConfig:
     durable: DurableConfig = field(default_factory=DurableConfig)
     queues: QueuesConfig = field(default_factory=QueuesConfig)
     host_id: str = "selfhost"
+    # PUBLIC_BASE_URL without a trailing "/"; None: http://127.0.0.1:<port>.
+    public_base_url: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+PUBLIC_BASE_URL = "PUBLIC_BASE_URL"
+
+
+def parse_public_base_url(raw: str | None) -> str | None:
+    """The configured public base (no trailing "/"), None when unset or empty; ConfigError if unusable."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    problem = f"{PUBLIC_BASE_URL} must be an http(s) URL such as https://exports.example.org"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - parsing the port is the check: "host:abc" raises ValueError
+    except ValueError:
+        raise ConfigError(f"{problem}, got {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{problem}, got {text!r}")
+    if not text.isascii() or any(c.isspace() or not c.isprintable() for c in text):
+        raise ConfigError(f"{problem} (printable ASCII, no spaces), got {text!r}")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigError(f"{problem}, without credentials, query or fragment")
+    return text.rstrip("/")
 
 
 def _timespan_seconds(text: str, where: str) -> float | None:
@@ -116,6 +145,7 @@ def load_host_config(app_root: Path, state_dir: Path, port: int | None = None) -
         durable=durable,
         queues=queues,
         host_id=host_id.lower()[:32].rstrip("-"),
+        public_base_url=parse_public_base_url(os.environ.get(PUBLIC_BASE_URL)),
         raw=raw,
     )
 

@@ -3,7 +3,10 @@
 From an indexed app, its config and keys: one thread pool and one `HostInvoker` bound to the
 running loop, the durable engine (only if the app has a durable trigger or client binding),
 the HTTP server, then one trigger listener per timer/queue/blob function. `stop()` undoes this
-in reverse. The OS-process side (lock, settings, signals, exit codes) is `selfhost.process`. Nothing here knows about exports or any particular app.
+in reverse. The OS-process side (lock, settings, signals, exit codes) is `selfhost.process`.
+Every absolute URL handed out (durable management URLs, the client binding, `req.url`) starts
+with `public_base()`: PUBLIC_BASE_URL when configured, else http://127.0.0.1:<port>. Nothing
+here knows about exports or any particular app.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from selfhost.functions import HTTP_TRIGGER, Clock, SystemClock
 from selfhost.http.server import HttpServer, max_body_bytes_from_env
 from selfhost.indexing import DURABLE_TRIGGERS, IndexedApp
 from selfhost.invoker import HostInvoker
-from selfhost.keys import HostKeys
+from selfhost.keys import KEYS_FILE, HostKeys
+from selfhost.keystore import KeyStore
 from selfhost.triggers.base import OutputHandler, TriggerListener
 from selfhost.triggers.listeners import LISTENERS, make_output_handlers
 
@@ -36,11 +40,16 @@ class Runtime:
     """The running parts of one host; `start()`/`stop()` must be awaited on the host loop."""
 
     def __init__(
-        self, config: HostConfig, indexed: IndexedApp, keys: HostKeys, *, clock: Clock | None = None
+        self,
+        config: HostConfig,
+        indexed: IndexedApp,
+        keys: HostKeys | KeyStore,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.indexed = indexed
-        self.keys = keys
+        self.key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
         self.clock: Clock = clock or SystemClock()
         threads = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "").strip()
         self.executor = ThreadPoolExecutor(
@@ -69,7 +78,7 @@ class Runtime:
         self.listeners = self._make_listeners()
         self.http = HttpServer(
             functions=functions,
-            keys=self.keys,
+            keys=self.key_store,
             invoker=self.invoker,
             route_prefix=self.config.route_prefix,
             port=self.config.port,
@@ -77,6 +86,7 @@ class Runtime:
             durable=self.durable,
             admin_invoke=make_admin_invoke(self.invoker, self.listeners),
             max_body_bytes=max_body_bytes_from_env(),
+            public_base_url=self.config.public_base_url,
         )
         await self.http.start()
         for name, listener in self.listeners.items():
@@ -122,6 +132,8 @@ class Runtime:
                 state_dir=self.config.state_dir,
                 config=self.config.durable,
                 clock=self.clock,
+                public_base=self.public_base,
+                system_key=lambda: self.keys.durable_key,
             )
             await durable.start()
         except NotImplementedError:
@@ -130,6 +142,16 @@ class Runtime:
             )
             return
         self.durable = durable
+
+    @property
+    def keys(self) -> HostKeys:
+        """The keys in use now (they change through the admin API or an edit of keys.json)."""
+        return self.key_store.current
+
+    def public_base(self) -> str:
+        if self.config.public_base_url:
+            return self.config.public_base_url
+        return f"http://127.0.0.1:{self.http.port if self.http else self.config.port}"
 
     def _require_invoker(self) -> HostInvoker:
         assert self.invoker is not None, "start() creates the invoker first"
@@ -140,11 +162,12 @@ class Runtime:
             raise RuntimeError(
                 "the durable engine is not running, so durable client bindings are unavailable"
             )
-        base = f"http://127.0.0.1:{self.http.port}"
+        # The SDK calls rpcBaseUrl from inside this process, so it stays on the loopback address;
+        # the management URLs it hands to people start with the public base.
         key = self.keys.durable_key
         binding: str = self.durable.client_binding(
-            public_base_url=f"{base}/runtime/webhooks/durabletask",
-            rpc_base_url=f"{base}/runtime/rpc/{key}/durabletask/",
+            public_base_url=f"{self.public_base()}/runtime/webhooks/durabletask",
+            rpc_base_url=f"http://127.0.0.1:{self.http.port}/runtime/rpc/{key}/durabletask/",
             code=key,
         )
         return binding
@@ -166,7 +189,7 @@ class Runtime:
         return out
 
     def banner(self) -> str:
-        """Core Tools-style list of functions (URLs for HTTP ones) and the keys to call them with."""
+        """Core Tools-style list of functions (URLs for HTTP ones) and where the keys to call them are."""
         base = f"http://127.0.0.1:{self.http.port if self.http else self.config.port}"
         routes = {r.function.name: r for r in self.http.routes} if self.http else {}
         lines = ["", "Functions:", ""]
@@ -178,11 +201,8 @@ class Runtime:
             else:
                 text = f"{fn.name}: {fn.trigger_type}"
             lines.append(f"        {text}{' (disabled)' if fn.disabled else ''}")
-        lines += [
-            "",
-            f"Master key: {self.keys.master}",
-            f"Function key (default): {self.keys.default_function_key}",
-        ]
+        # The keys themselves stay out: this output is the runtime's log (a journal, a file).
+        lines += ["", f"Keys (master, function keys): {self.config.state_dir / KEYS_FILE}"]
         return "\n".join([*lines, f"State folder: {self.config.state_dir}", ""])
 
 

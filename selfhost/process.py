@@ -2,7 +2,9 @@
 
 `main()`:
 1. take the state-folder lock (exit 2 if another runtime holds it);
-2. copy local.settings.json `Values` into the environment, load host.json;
+2. copy local.settings.json `Values` into the environment, set `WEBSITE_AUTH_ENABLED=True`
+   unless it is set already (App Service sets it when authentication is on; the runtime's
+   caller identity headers are its local stand-in), load host.json;
 3. index function_app.py, load or create the keys (exit 1 with one paragraph, no traceback);
 4. run `selfhost.host.Runtime` on one long-lived event loop and print the function URLs and keys;
 5. on SIGINT/SIGTERM stop it (a second signal exits at once) and return 0.
@@ -24,11 +26,14 @@ from typing import Any
 from selfhost.config import ConfigError, apply_local_settings, load_host_config
 from selfhost.host import THREAD_PREFIX, Runtime
 from selfhost.indexing import IndexingError, index_app
-from selfhost.keys import KeysError, load_or_create_keys
+from selfhost.keys import KeysError
+from selfhost.keystore import KeyStore
 from selfhost.logs import configure_logging
 from selfhost.statelock import StateLock, StateLockedError
 
-__all__ = ["main", "resolve_port"]
+__all__ = ["AUTH_ENABLED_SETTING", "main", "resolve_port"]
+
+AUTH_ENABLED_SETTING = "WEBSITE_AUTH_ENABLED"
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,12 @@ def resolve_port(cli_port: int | None, local_settings: Mapping[str, Any]) -> int
 def _run_locked(app_root: Path, state_dir: Path, port: int | None) -> int:
     try:
         settings = apply_local_settings(app_root, os.environ)
+        # Only this process's environment (what the app sees); it never reaches the caller's.
+        os.environ.setdefault(AUTH_ENABLED_SETTING, "True")
         configure_logging()  # SELFHOST_LOG_LEVEL may come from local.settings.json
         config = load_host_config(app_root, state_dir, resolve_port(port, settings))
         indexed = index_app(app_root)
-        keys = load_or_create_keys(state_dir)
+        keys = KeyStore.open(state_dir)
     except (ConfigError, IndexingError, KeysError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from shared.batch_contracts import BatchRequest, item_values, parse_batch_request
 from shared.batch_tasks import BATCH_ORCHESTRATOR, BatchInput, Counts, item_instance_id
 from shared.batching import FinishBatch, finish, part_name
+from shared.callers import TRUSTED, Caller
 from shared.deps import Deps
 from shared.destination_claims import KEY_FIELD
 from shared.destinations.http_put import PutDestinationSpec
@@ -36,11 +37,17 @@ ITEMS_SHOWN: Final = 1000  # items in one status answer; `items_offset` pages th
 _PART_TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 
 
-def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
-    from shared.job_api import Submitted, check_blob_destination, check_outbound, claim_destination  # noqa: F811
+def submit(body: Any, deps: Deps, *, job_id: str | None = None, caller: Caller = TRUSTED) -> Submitted:
+    from shared.job_api import (  # noqa: F811 - at run time: job_api imports this module
+        ORIGIN_API,
+        Submitted,
+        as_caller,
+        check_blob_destination,
+        check_outbound,
+        claim_destination,
+    )
 
-    if not isinstance(body, Mapping):
-        raise ValidationError("body", "must be a JSON object")
+    body = as_caller(body, caller, ORIGIN_API)
     job_id = job_id or uuid.uuid4().hex
     request, items, secrets = parse_batch_request(
         body, job_id=job_id, default_container=deps.settings.default_container
@@ -92,10 +99,11 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
         request.requested_by,
         dict(request.labels),
         items=list(items),
+        origin=ORIGIN_API,
         **{KEY_FIELD: key},
     )
     deps.jobs.put_record(record)
-    return Submitted(BatchInput(job_id=job_id, request=request), record, BATCH_ORCHESTRATOR)
+    return Submitted(BatchInput(job_id=job_id, request=request, waits_turn=True), record, BATCH_ORCHESTRATOR)
 
 
 def present(view: JobView, *, offset: int = 0, limit: int = ITEMS_SHOWN) -> dict[str, Any]:
@@ -182,7 +190,9 @@ def retry(view: JobView, body: Any, deps: Deps) -> Submitted:
             )
     requeued = requeue(view.record, request.to_dict(), deps)
     return Submitted(
-        BatchInput(job_id=job_id, request=request, run=requeued["run"]), requeued, BATCH_ORCHESTRATOR
+        BatchInput(job_id=job_id, request=request, run=requeued["run"], waits_turn=True),
+        requeued,
+        BATCH_ORCHESTRATOR,
     )
 
 

@@ -60,8 +60,12 @@ def _items(job_id: str, deps: Deps) -> tuple[str, ...]:
 def _source(request: BatchRequest, deps: Deps) -> ItemSource:
     spec = request.source
     given = secret(deps, spec.secret_name)
+    client_kwargs: dict[str, Any] = {}
     if spec.kind == "blob" and spec.container is not None:  # DestinationRefused: permanent
-        deps.settings.destination_policy.check(given, spec.container, reading=True)
+        policy = deps.settings.destination_policy
+        policy.check(given, spec.container, reading=True)
+        # Another account's client checks the outbound policy again at every connection.
+        client_kwargs["outbound"] = policy.outbound_for(given)
     return make_item_source(
         spec.kind,
         container=spec.container,
@@ -69,6 +73,7 @@ def _source(request: BatchRequest, deps: Deps) -> ItemSource:
         storage_connection=deps.settings.export_storage_connection,
         http_client=deps.http,
         local_root=deps.settings.batch_local_root,
+        **client_kwargs,
     )
 
 

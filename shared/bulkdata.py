@@ -155,8 +155,11 @@ def parameters_pairs(body: Any) -> list[tuple[str, str]]:
         raise BulkDataError(
             400, Issue("invalid", "a POST kick-off body must be a FHIR Parameters resource", "body")
         )
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise BulkDataError(400, Issue("invalid", "Parameters.parameter must be a list", "body"))
     pairs: list[tuple[str, str]] = []
-    for i, parameter in enumerate(body.get("parameter") or []):
+    for i, parameter in enumerate(parameters):
         name = parameter.get("name") if isinstance(parameter, Mapping) else None
         if not isinstance(name, str) or not name:
             raise BulkDataError(400, Issue("invalid", f"Parameters.parameter[{i}] has no name", "body"))

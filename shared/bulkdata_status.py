@@ -59,6 +59,10 @@ def is_frontdoor_job(view: Mapping[str, Any] | None) -> bool:
     """A live job the front door started: deleted (cancel marker) and cancelled jobs are gone."""
     if view is None or view.get("cancel_requested") or view.get("state") == "cancelled":
         return False
+    origin = view.get("origin")
+    if origin is not None:  # set by the entry point that made the job; labels can be asked for
+        return bool(origin == "frontdoor")
+    # A record from before `origin` (the job API now refuses the front door's labels).
     return bool((view.get("labels") or {}).get(FRONTDOOR_LABEL[0]) == FRONTDOOR_LABEL[1])
 
 

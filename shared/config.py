@@ -44,6 +44,13 @@ DEFAULT_MAIL_ON_SUCCESS: Final = frozenset({"fhir-export", "batch"})  # a sessio
 # takes a few minutes, an outage an hour; after the last the message is given up and logged.
 DEFAULT_MAIL_RETRY_SCHEDULE: Final = (30, 60, 300, 900, 3600)
 DEFAULT_MAIL_CLAIM_TIMEOUT_S: Final = 600
+# Requests per minute per caller: a person clicking, the web pages polling every few seconds and a
+# script watching a dozen jobs stay far below; a loop hammering the API does not.
+DEFAULT_RATE_LIMIT_PER_MINUTE: Final = 300
+# Caps on running jobs (shared.admission): a person's few jobs at once, and per kind what the
+# instance's workers carry without starving each other; sessions are long and mostly idle.
+DEFAULT_MAX_RUNNING_JOBS_PER_USER: Final = 4
+DEFAULT_MAX_RUNNING_JOBS_PER_KIND: Final = (("fhir-export", 8), ("batch", 16), ("session", 32))
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -104,6 +111,18 @@ class Settings:
     # Traces and logs of the app's own code go to this Application Insights resource
     # (shared.telemetry); None: nowhere. It carries the resource's key, so repr hides it.
     applicationinsights_connection_string: str | None = field(default=None, repr=False)
+    # Callers (shared.callers): the X-MS-CLIENT-PRINCIPAL headers are believed only where App
+    # Service Authentication (or the self-hosted runtime's named keys) puts them there, which
+    # WEBSITE_AUTH_ENABLED says; REQUIRE_IDENTITY refuses callers without one; OPERATORS see all.
+    principal_trusted: bool = False
+    require_identity: bool = False
+    operators: tuple[str, ...] = ()
+    # Requests per minute per caller (RATE_LIMIT_PER_MINUTE; shared.rate_limit); 0: no limit.
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    # Caps on running jobs (MAX_RUNNING_JOBS_PER_USER, MAX_RUNNING_JOBS_PER_KIND; shared.admission):
+    # a job above one waits `queued` in line; 0: no cap. Kind caps as (kind, cap) pairs.
+    max_running_jobs_per_user: int = DEFAULT_MAX_RUNNING_JOBS_PER_USER
+    max_running_jobs_per_kind: tuple[tuple[str, int], ...] = DEFAULT_MAX_RUNNING_JOBS_PER_KIND
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -160,6 +179,16 @@ class Settings:
             generated_data_container=_optional(values, "GENERATED_DATA_CONTAINER", check_container_name)
             or DEFAULT_GENERATED_DATA_CONTAINER,
             applicationinsights_connection_string=values.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            principal_trusted=_flag(values, "WEBSITE_AUTH_ENABLED"),
+            require_identity=_flag(values, "REQUIRE_IDENTITY"),
+            operators=_operators(values),
+            rate_limit_per_minute=_bounded(
+                values, "RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE, 100_000
+            ),
+            max_running_jobs_per_user=_bounded(
+                values, "MAX_RUNNING_JOBS_PER_USER", DEFAULT_MAX_RUNNING_JOBS_PER_USER, 10_000
+            ),
+            max_running_jobs_per_kind=_kind_caps(values),
         )
 
 
@@ -320,6 +349,45 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
         "mail_claim_timeout_s": _schedule(values, "MAIL_CLAIM_TIMEOUT_S", (DEFAULT_MAIL_CLAIM_TIMEOUT_S,))[0],
         "public_base_url": _optional(values, "PUBLIC_BASE_URL", _check_http_url_setting),
     }
+
+
+def _flag(values: Mapping[str, str], name: str) -> bool:
+    text = values.get(name, "false").lower()
+    if text not in ("true", "false", "1", "0"):
+        raise SettingsError(name, "must be true or false")
+    return text in ("true", "1")
+
+
+def _operators(values: Mapping[str, str]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in values.get("OPERATORS", "").split(",") if n.strip())
+    if any(len(n) > 256 for n in names):
+        raise SettingsError("OPERATORS", "every entry must be an identity of at most 256 characters")
+    return names
+
+
+def _bounded(values: Mapping[str, str], name: str, default: int, top: int) -> int:
+    text = values.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) > top:
+        raise SettingsError(name, f"must be a whole number from 0 to {top}")
+    return int(text)
+
+
+def _kind_caps(values: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
+    """`fhir-export=8,batch=16`: the kinds named get their cap (0: none), the others keep theirs."""
+    name, text = "MAX_RUNNING_JOBS_PER_KIND", values.get("MAX_RUNNING_JOBS_PER_KIND", "")
+    caps = dict(DEFAULT_MAX_RUNNING_JOBS_PER_KIND)
+    seen: set[str] = set()
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        kind, sep, cap = (part.strip() for part in entry.partition("="))
+        if not sep or kind not in caps or not cap.isdigit() or int(cap) > 100_000:
+            raise SettingsError(name, f"must be a comma list of kind=cap ({', '.join(caps)}; 0 to 100000)")
+        if kind in seen:
+            raise SettingsError(name, f"names {kind} twice")
+        seen.add(kind)
+        caps[kind] = int(cap)
+    return tuple(caps.items())
 
 
 def _schedule(values: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:

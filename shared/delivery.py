@@ -74,8 +74,11 @@ def put_destination(spec: PutDestinationSpec, deps: Deps) -> HttpPutDestination:
 
 def blob_container(spec: BlobDestinationSpec, deps: Deps) -> Any:
     given = secret(deps, spec.secret_name)
-    deps.settings.destination_policy.check(given, spec.container)  # DestinationRefused: permanent
-    return container_client(given or deps.settings.export_storage_connection, spec.container)
+    policy = deps.settings.destination_policy
+    policy.check(given, spec.container)  # DestinationRefused: permanent
+    # Another account's client checks the outbound policy again at every connection it opens.
+    connection = given or deps.settings.export_storage_connection
+    return container_client(connection, spec.container, outbound=policy.outbound_for(given))
 
 
 def check_destination(spec: BlobDestinationSpec | PutDestinationSpec, deps: Deps) -> None:
@@ -86,9 +89,13 @@ def check_destination(spec: BlobDestinationSpec | PutDestinationSpec, deps: Deps
     from shared.destinations.blob import BlobDestination
 
     given = secret(deps, spec.secret_name)
-    deps.settings.destination_policy.check(given, spec.container)
+    policy = deps.settings.destination_policy
+    policy.check(given, spec.container)
     connection = given or deps.settings.export_storage_connection
-    BlobDestination.connect(connection, spec.container, spec.path_prefix).check_connection()
+    outbound = policy.outbound_for(given)
+    BlobDestination.connect(
+        connection, spec.container, spec.path_prefix, outbound=outbound
+    ).check_connection()
 
 
 def deliver(

@@ -68,6 +68,9 @@ class JobInput(Contract):
     run: Count = 0
     resume: dict[str, TypeCheckpoint] = {}
     completed: Items[dict[str, Any]] = ()
+    # Set by every path that starts a run since the caps on running jobs came: a run started
+    # before them (its input has no such field) replays as it was started, without the wait.
+    waits_turn: bool = False
 
 
 class TypeInput(Contract):

@@ -28,6 +28,7 @@ from shared.jobstore import JobUpdate, utc_now
 from shared.outcome_mail import queue_outcome
 from shared.reconcile_plan import settle_part
 from shared.sources.base import Page, Searches, Source
+from shared.sources.cursor_seal import CursorSeal
 from shared.sources.factory import make_source
 from shared.workstore import WorkStore, work_store
 
@@ -111,6 +112,18 @@ def _patients(job_id: str, request: ExportRequest, deps: Deps) -> tuple[str, ...
     return ids
 
 
+_cursor_seal: tuple[Deps, CursorSeal] | None = None
+
+
+def _seal(deps: Deps) -> CursorSeal:
+    """The process's `CursorSeal` (it caches the sealing key) over the secret store of `deps`."""
+    global _cursor_seal
+    with _cache_lock:
+        if _cursor_seal is None or _cursor_seal[0] is not deps:
+            _cursor_seal = (deps, CursorSeal(lambda: deps.secrets))
+        return _cursor_seal[1]
+
+
 def _source(request: ExportRequest, deps: Deps, job_id: str) -> Source:
     secret = _secret(deps, request.source.auth_secret_name)
     return make_source(request.source, deps.http, secret, _patients(job_id, request, deps))
@@ -160,7 +173,8 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
     try:
         source = _source(task.request, deps, task.job_id)
         searches = source.searches(task.type)
-        page = source.fetch_page(task.type, task.cursor, query=task.query)
+        page = source.fetch_page(task.type, _seal(deps).unseal(task.cursor), query=task.query)
+        next_cursor = _seal(deps).seal(page.next_cursor)  # a next link's token stays out of history
         page = _without_earlier(task, searches, page, deps)
         if page.count:
             _destination(task.request, deps, task.job_id).stage(name, block, page.ndjson)
@@ -188,8 +202,8 @@ def export_page(task: PageTask, deps: Deps) -> PageOutcome:
             block_id=block,  # nothing staged when resources == 0; the orchestrator skips it
             size_bytes=page.size_bytes,
             resources=page.count,
-            next_cursor=page.next_cursor,
-            next_query=None if page.next_cursor else searches.next_query(task.query),
+            next_cursor=next_cursor,
+            next_query=None if next_cursor else searches.next_query(task.query),
         )
     )
 

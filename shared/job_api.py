@@ -12,7 +12,7 @@ import importlib
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ import httpx
 from shared import exporting
 from shared.batch_contracts import BatchRequest
 from shared.batch_tasks import BatchInput
+from shared.callers import TRUSTED, Caller, Forbidden
 from shared.contracts import (
     BlobDestinationSpec,
     ExportRequest,
@@ -48,6 +49,11 @@ _KIND_MODULES: dict[str, str] = {
     JobKind.BATCH.value: "shared.batch_api",
     JobKind.SESSION.value: "shared.session_api",
 }
+# Labels only the service sets: they mark the front door's jobs and their SMART client, which
+# the front door serves (`shared.bulkdata_status.is_frontdoor_job`, `smart_auth.may_see`).
+RESERVED_LABELS: frozenset[str] = frozenset({"frontdoor", "fhir_request", "fhir_level", "fhir_group",
+                                              "fhir_errors", "smart_client"})  # fmt: skip
+ORIGIN_API, ORIGIN_FRONTDOOR = "api", "frontdoor"  # the record's `origin`: which entry point made it
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTINUATION = re.compile(r"^[0-9]{11}-[A-Za-z0-9_-]{1,64}$")  # `jobstore.index_key`
 
@@ -93,9 +99,26 @@ class Submitted:
         return tuple(n for n in (request.source.auth_secret_name, request.destination.secret_name) if n)
 
 
-def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
+def as_caller(body: Any, caller: Caller, origin: str) -> dict[str, Any]:
+    """A submission's body with `requested_by` decided by who calls (`Caller.requester`); the
+    job API may not set the front door's labels."""
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be a JSON object")
+    decided: dict[str, Any] = dict(body)
+    labels = decided.get("labels")
+    if origin == ORIGIN_API and isinstance(labels, Mapping):
+        for key in labels:
+            if key in RESERVED_LABELS:
+                raise ValidationError(f"labels.{key}", "is set by the service, not by a request")
+    requested_by = caller.requester(decided.get("requested_by"))
+    if requested_by is not None:
+        decided["requested_by"] = requested_by
+    return decided
+
+
+def submit(body: Any, deps: Deps, *, job_id: str | None = None, caller: Caller = TRUSTED,
+           origin: str = ORIGIN_API) -> Submitted:  # fmt: skip
+    body = as_caller(body, caller, origin)
     request, secrets = parse_export_request(
         body,
         default_base_url=deps.settings.default_fhir_base_url,
@@ -109,9 +132,9 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None) -> Submitted:
     auth_name, dest_name = _store_secrets(job_id, secrets, deps)
     request = with_secret_names(request, auth_secret_name=auth_name, destination_secret_name=dest_name)
     record = new_record(job_id, JobKind.FHIR_EXPORT, request.to_dict(), request.requested_by,
-                        dict(request.labels), **{KEY_FIELD: key})  # fmt: skip
+                        dict(request.labels), origin=origin, **{KEY_FIELD: key})  # fmt: skip
     deps.jobs.put_record(record)
-    return Submitted(JobInput(job_id=job_id, request=request), record)
+    return Submitted(JobInput(job_id=job_id, request=request, waits_turn=True), record)
 
 
 def _store_secrets(job_id: str, secrets: SubmittedSecrets, deps: Deps) -> tuple[str | None, str | None]:
@@ -126,16 +149,18 @@ def _store_secrets(job_id: str, secrets: SubmittedSecrets, deps: Deps) -> tuple[
     return auth_name, dest_name
 
 
-def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
+def retry(job_id: str, body: Any, deps: Deps, caller: Caller = TRUSTED) -> Submitted | None:
     """Queue a failed job again (`POST /api/jobs/{id}/retry`); None if there is no such job.
 
     An export keeps what succeeded: succeeded types are not run again, and every other type
     resumes from its last commit. The job's secrets were deleted when it failed, so a job that
     had them needs them again in `body` (`source.auth_secret`, `destination.secret`); the
     outbound policy is checked again; `requeue` writes the record back as `queued`."""
-    view = find(job_id, deps)
+    view = find(job_id, deps, caller)
     if view is None:
         return None
+    if not caller.may_act(view.record):
+        raise Forbidden("only operators retry jobs the system started", "id")
     record = view.record
     if record["state"] != JobState.FAILED.value:
         raise JobConflict(f"only a failed job can be retried; job {job_id} is {record['state']}")
@@ -176,7 +201,12 @@ def retry(job_id: str, body: Any, deps: Deps) -> Submitted | None:
         deps.jobs.put_part(job_id, resource_type, {**progress, "state": "queued", "last_error": None})
     requeued = requeue(record, request.to_dict(), deps)
     job = JobInput(
-        job_id=job_id, request=request, run=requeued["run"], resume=resume, completed=tuple(completed)
+        job_id=job_id,
+        request=request,
+        run=requeued["run"],
+        resume=resume,
+        completed=tuple(completed),
+        waits_turn=True,
     )
     return Submitted(job, requeued)
 
@@ -256,8 +286,12 @@ def _kind_module(record: Mapping[str, Any]) -> Any:
 
 
 def status_header(view: JobView, state: str) -> dict[str, Any]:
-    """The part of every kind's status document that comes from the record alone."""
+    """The part of every kind's status document that comes from the record alone. `waiting`: why
+    a queued job has not started yet (the caps on running jobs, `shared.admitting`), else None."""
     record = view.record
+    admission = record.get("admission") or {}
+    current = admission.get("run", 0) == record.get("run", 0)
+    waiting = admission.get("waiting") if current and record["state"] == JobState.QUEUED.value else None
     return {
         "id": record["id"],
         "kind": record.get("kind") or JobKind.FHIR_EXPORT.value,
@@ -269,6 +303,8 @@ def status_header(view: JobView, state: str) -> dict[str, Any]:
         "started": record.get("started"),
         "finished": record.get("finished"),
         "cancel_requested": view.cancel_requested,
+        "waiting": waiting,
+        "origin": record.get("origin"),
         "request": record["request"],
     }
 
@@ -361,9 +397,13 @@ def _instant_param(params: Mapping[str, str], name: str, *, end_of_day: bool) ->
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def list_jobs(params: Mapping[str, str], deps: Deps, *, kind: str | None = None) -> dict[str, Any]:
-    """One page of jobs, newest first, with the filters of `list_query`."""
-    page = deps.jobs.list(list_query(params, kind=kind))
+def list_jobs(params: Mapping[str, str], deps: Deps, *, kind: str | None = None,
+              caller: Caller = TRUSTED) -> dict[str, Any]:  # fmt: skip
+    """One page of jobs, newest first, with the filters of `list_query`; a caller who is not an
+    operator lists only its own."""
+    query = list_query(params, kind=kind)
+    query = replace(query, requested_by=caller.list_filter(query.requested_by))
+    page = deps.jobs.list(query)
     return {
         "jobs": [
             {
@@ -385,8 +425,11 @@ def valid_job_id(job_id: str) -> bool:
     return bool(_JOB_ID.match(job_id))
 
 
-def find(job_id: str, deps: Deps) -> JobView | None:
-    return deps.jobs.view(job_id) if valid_job_id(job_id) else None
+def find(job_id: str, deps: Deps, caller: Caller = TRUSTED) -> JobView | None:
+    """The job, or None when there is none or the caller may not see it (the same answer, so
+    that ids of other people's jobs cannot be probed)."""
+    view = deps.jobs.view(job_id) if valid_job_id(job_id) else None
+    return view if view is not None and caller.may_see(view.record) else None
 
 
 def active_jobs(deps: Deps, limit: int) -> list[str]:
@@ -404,11 +447,14 @@ def active_jobs(deps: Deps, limit: int) -> list[str]:
     return found[:limit]
 
 
-def mark_cancel(job_id: str, deps: Deps) -> JobView | None:
-    """Write the job's cancel marker unless it has ended; None if there is no such job."""
-    view = find(job_id, deps)
+def mark_cancel(job_id: str, deps: Deps, caller: Caller = TRUSTED) -> JobView | None:
+    """Write the job's cancel marker unless it has ended; None if there is no such job (that the
+    caller may see); Forbidden if the caller may see it but not cancel it."""
+    view = find(job_id, deps, caller)
     if view is None:
         return None
+    if not caller.may_act(view.record):
+        raise Forbidden("only operators cancel jobs the system started", "id")
     if not is_ended(view):
         deps.jobs.request_cancel(job_id)
         view.cancel_requested = True

@@ -174,7 +174,9 @@ class OutboundPolicy:
         by_name = [e for e in self.entries if e.matches_url(scheme, host, port)]
         by_address = any(e.matches_address(address, port) for e in self.entries)
         if self.entries and not by_name and not by_address:
-            raise OutboundRefused(f"{host}:{port} is not on the outbound allow-list (OUTBOUND_ALLOW)")
+            # The address too: a name may pass the checks before the connection and fail here.
+            where = f"{host}:{port}" if _address(host) == address else f"{host}:{port} (at {address})"
+            raise OutboundRefused(f"{where} is not on the outbound allow-list (OUTBOUND_ALLOW)")
         if _is_internal(address) and not by_address and not any(e.explicit for e in by_name):
             raise OutboundRefused(
                 f"{host} resolves to an internal address ({address}); "

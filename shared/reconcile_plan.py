@@ -68,8 +68,13 @@ def settle_part(progress: Mapping[str, Any], job_state: JobState, job_error: str
 
 
 def last_activity(record: Mapping[str, Any], parts: Iterable[Mapping[str, Any]]) -> dt.datetime | None:
-    """The newest `updated`/`created` stamp of the record and its parts (UTC)."""
-    stamps = [record.get("updated"), record.get("created"), *(p.get("updated") for p in parts)]
+    """The newest `updated`/`created` stamp of the record and its parts (UTC), and the last
+    check of a job waiting its turn under the caps on running jobs (`shared.admitting` checks
+    again every few seconds and writes the stamp well inside the stall deadline): a job that
+    waits in line is alive, not stalled, for as long as its checks go on."""
+    admission = record.get("admission")
+    checked = admission.get("checked") if isinstance(admission, Mapping) else None
+    stamps = [record.get("updated"), record.get("created"), checked, *(p.get("updated") for p in parts)]
     parsed = [_instant(s) for s in stamps if isinstance(s, str)]
     known = [p for p in parsed if p is not None]
     return max(known) if known else None

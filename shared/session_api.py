@@ -188,7 +188,7 @@ def retry(view: JobView, body: Any, deps: Deps) -> Submitted:
     requeued = requeue(view.record, view.record["request"], deps)
     request: Mapping[str, Any] = view.record["request"]
     job = SessionInput(job_id=job_id, app=str(request["app"]), session_id=str(request["session_id"]),
-                       run=int(requeued["run"]))  # fmt: skip
+                       run=int(requeued["run"]), waits_turn=True)  # fmt: skip
     return Submitted(job, requeued, SESSION_ORCHESTRATOR)
 
 

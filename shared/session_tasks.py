@@ -88,6 +88,9 @@ class SessionInput(Contract):
     session_id: str
     run: Count = 0
     started: bool = False  # the record says running
+    # Set by every path that starts a run since the caps on running jobs came: a run started
+    # before them (its input has no such field) replays as it was started, without the wait.
+    waits_turn: bool = False
     # When the session last had new data (ISO, from the orchestration's clock): the idle timeout
     # counts from here. None until the first scan.
     last_activity: str | None = None

@@ -128,18 +128,24 @@ def _open(deps: Deps, job_id: str, record: dict[str, Any], *, new_data: bool) ->
     if existing is None:
         if deps.jobs.create_record(record):
             log.info("session %s of app %s: job %s created", session_id, app, job_id)
-            return Opened(job_id, SessionInput(job_id=job_id, app=app, session_id=session_id))
+            return Opened(
+                job_id, SessionInput(job_id=job_id, app=app, session_id=session_id, waits_turn=True)
+            )
         existing = deps.jobs.get_record(job_id)  # another trigger created it a moment ago
         if existing is None:
             return None
     run = int(existing.get("run", 0))
     state = JobState(existing["state"])
     if not is_terminal(state):
-        return Opened(job_id, SessionInput(job_id=job_id, app=app, session_id=session_id, run=run))
+        return Opened(
+            job_id, SessionInput(job_id=job_id, app=app, session_id=session_id, run=run, waits_turn=True)
+        )
     if not new_data or state is JobState.CANCELLED:  # a cancelled session stays cancelled
         return None
     return Opened(
-        job_id, SessionInput(job_id=job_id, app=app, session_id=session_id, run=run + 1), reopen=True
+        job_id,
+        SessionInput(job_id=job_id, app=app, session_id=session_id, run=run + 1, waits_turn=True),
+        reopen=True,
     )
 
 

@@ -38,6 +38,7 @@ from jwt.types import Options
 from shared.bulkdata import BulkDataError, Issue
 from shared.errors import TransientError, ValidationError
 from shared.jti_store import JtiStore
+from shared.outbound import OutboundRefused
 from shared.secrets.base import SecretNotFoundError, SecretStore
 from shared.smart_clients import ALGORITHMS, Scope, SmartClient, check_jwks_url, parse_scope, usable_keys
 
@@ -143,8 +144,9 @@ KEY_HOLDER: Final = Principal(None)  # the service's own clients, with a FHIR_FR
 
 
 def fetch_jwks(http: httpx.Client, url: str) -> Sequence[Any]:
-    """The `keys` of the JWK Set at a registered jwks_url: the token endpoint's only outbound call
-    (an outbound policy plugs in here). No redirects: one could swap in another host's keys."""
+    """The `keys` of the JWK Set at a registered jwks_url: the token endpoint's only outbound call,
+    through `http`, the service's client (`shared.deps`: it connects only where OUTBOUND_ALLOW
+    allows). No redirects: one could swap in another host's keys."""
     try:
         check_jwks_url("jwks_url", url)
     except ValidationError as exc:
@@ -160,6 +162,13 @@ def fetch_jwks(http: httpx.Client, url: str) -> Sequence[Any]:
                     raise _invalid_client(f"the client's JWKS is larger than {MAX_JWKS_BYTES} bytes")
     except httpx.HTTPError as exc:
         raise _invalid_client(f"the client's jwks_url could not be read ({type(exc).__name__})") from exc
+    except OutboundRefused as exc:
+        # The operator's registration names a host the policy refuses: say so in the log, and
+        # not to the caller, where it would map the service's network.
+        log.warning("SMART jwks_url %s refused by the outbound policy: %s", url, exc)
+        raise _invalid_client(
+            "the client's jwks_url is not allowed by this server's outbound policy"
+        ) from None
     try:
         document = json.loads(body)
     except ValueError:

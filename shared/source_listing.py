@@ -209,10 +209,14 @@ def list_local(params: Mapping[str, str], root: Path | None) -> Listing:
     if path:
         _checked(source.check, path, "path")  # no absolute path, no `.` or `..` segment
         folder = source.root / path
-        if folder.is_symlink():
+        try:
+            linked, is_folder = folder.is_symlink(), folder.is_dir()
+        except OSError:  # a name longer than the file system allows (ENAMETOOLONG), a loop
+            raise SourceNotFound("path", f"no folder {path!r} under the local root") from None
+        if linked:
             # A listing never enters a linked folder (no loops, no way out), so neither does this.
             raise ValidationError("path", "is a symbolic link, not a folder")
-        if not folder.is_dir():
+        if not is_folder:
             raise SourceNotFound("path", f"no folder {path!r} under the local root")
     try:
         found = source.list(f"{path}/" if path else "", recursive=recursive)

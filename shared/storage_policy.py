@@ -12,8 +12,11 @@
 
 `DestinationPolicy.check` is called at submission (a `ValidationError` naming the field) and again
 where a destination's client is made (`shared.delivery`, `shared.destinations.factory`), so a
-retried job or an auto-export configuration meets the same rule. Pure but for DNS resolution
-(through the outbound policy's resolver).
+retried job or an auto-export configuration meets the same rule. That client is then made with
+`outbound=DestinationPolicy.outbound_for(connection)`: for another account, the outbound policy
+is checked again at every connection the client opens (`shared.outbound_azure`), so a name that
+resolves elsewhere after this check gains nothing. Pure but for DNS resolution (through the
+outbound policy's resolver).
 """
 
 from __future__ import annotations
@@ -115,6 +118,17 @@ class DestinationPolicy:
             except DestinationRefused:
                 continue
         return frozenset(keys)
+
+    def outbound_for(self, connection: str | None) -> OutboundPolicy | None:
+        """The policy a storage client for `connection` must connect under: None for the service's
+        own storage (None, or an account named in settings), else the outbound policy."""
+        if connection is None:
+            return None
+        try:
+            key = account_of(connection).key
+        except DestinationRefused:
+            return self.outbound  # names no account: `check` refuses it, and no client is exempt
+        return None if key in self._own_keys() else self.outbound
 
     def check(self, connection: str | None, container: str, *, reading: bool = False) -> None:
         """Refuse (DestinationRefused) writing to `container` through `connection` (None: the

@@ -68,6 +68,7 @@
     const request = doc.request || {};
     fact(facts, "Kind", doc.kind);
     fact(facts, "Requested by", doc.requested_by);
+    if (doc.waiting) fact(facts, "Waiting", doc.waiting);
     const labels = Object.entries(doc.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
     fact(facts, "Labels", labels);
     if (doc.session) {

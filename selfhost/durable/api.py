@@ -1,11 +1,20 @@
 """The Durable HTTP management API (`/runtime/webhooks/durabletask/...`), as the SDK client and
 people call it (durable-protocol.md §4): start, status, list, raise event, terminate, suspend,
-resume, restart, rewind, purge. Payload shapes and status codes follow the extension."""
+resume, restart, rewind, purge. Payload shapes and status codes follow the extension.
+
+Management URLs (the 202 `Location` and the check-status payload) start with the configured
+public base and carry the extension's system key (`durabletask_extension`), as the real
+extension's do: never the caller's own key (it may be the master key) and never the request's
+Host header. Bad input (a `top` outside 1..1000, a date that is not ISO 8601 or out of range, a
+body that is not UTF-8 JSON, an undecodable continuation token) is a 400 `{"Message": ...}`
+saying what is wrong, never a 500.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +26,23 @@ from selfhost.durable.engine import Engine, InstanceExists, UnknownEntity, Unkno
 from selfhost.durable.episode import rewind_blocker, unknown_function
 from selfhost.durable.history import EventType, OrchestrationStatus
 from selfhost.durable.store import TERMINAL_STATUSES, Instance, InstanceQuery
+from selfhost.http.jsonbody import parse_json_body
 
 RUNNING_LIKE = {"Running", "Pending", "ContinuedAsNew", "Suspended"}
+WEBHOOK_PATH = "/runtime/webhooks/durabletask"
+# Largest `top` (page size) of a listing. The SDK never sends `top`; a person paging by hand
+# gets up to 1000 instances a page (one page is built in memory, a few MB of JSON at most),
+# and anything larger is refused with a 400 rather than clamped, so the caller learns the limit.
+MAX_TOP = 1000
+LOCAL_BASE = "http://127.0.0.1:7071"
+
+
+class BadInput(ValueError):
+    """A query value, header or body the API cannot use; the message is the 400 answer."""
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"Message": message}, status=400)
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
@@ -35,16 +59,57 @@ def _parse_query_time(request: web.Request, name: str) -> dt.datetime | None:
     if not value:
         return None
     try:
-        return h.parse_time(value)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"{name} is not a valid date/time: {value!r}") from exc
+        parsed = h.parse_time(value)
+        parsed.astimezone(dt.UTC)  # "0001-01-01T00:00:00+14:00" parses, then overflows here
+    except (ValueError, OverflowError):
+        raise BadInput(f"{name} must be an ISO 8601 date/time such as 2025-01-31T00:00:00Z") from None
+    return parsed
+
+
+def _top(request: web.Request) -> int | None:
+    top = request.query.get("top")
+    if top is None:
+        return None
+    text = top.strip()
+    # isdecimal() alone accepts non-ASCII digits; a length cap keeps int() cheap.
+    if not (text.isascii() and text.isdecimal() and len(text) <= 4 and 1 <= int(text) <= MAX_TOP):
+        raise BadInput(f"top must be a whole number from 1 to {MAX_TOP}")
+    return int(text)
+
+
+def _text_header(request: web.Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    if not value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by aiohttp as lone surrogates
+        raise BadInput(f"the {name} header is not UTF-8 text") from None
+    return value
 
 
 class ManagementApi:
-    def __init__(self, engine: Engine, hub_name: str) -> None:
+    """`public_base` gives the runtime's public base URL (PUBLIC_BASE_URL, else the loopback
+    address and port); `code` the durabletask_extension system key (both are read when a URL is
+    built: the port is known only once the server listens, and keys.json may change)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        hub_name: str,
+        *,
+        public_base: Callable[[], str] = lambda: LOCAL_BASE,
+        code: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.engine = engine
         self.store = engine.store
         self.hub = hub_name
+        self._public_base = public_base
+        self._code = code
+
+    @property
+    def webhook_base(self) -> str:
+        return self._public_base().rstrip("/") + WEBHOOK_PATH
 
     # -- URLs --------------------------------------------------------------------------------
 
@@ -64,8 +129,8 @@ class ManagementApi:
             "resumePostUri": f"{root}/resume?reason={{text}}&{suffix}",
         }
 
-    def _accepted(self, request: web.Request, instance_id: str) -> web.Response:
-        urls = self.management_urls(_public_base(request), instance_id, _code(request))
+    def _accepted(self, instance_id: str) -> web.Response:
+        urls = self.management_urls(self.webhook_base, instance_id, self._code())
         urls.pop("rewindPostUri")  # the extension's own 202 omits it (§4)
         return web.json_response(
             urls, status=202, headers={"Location": urls["statusQueryGetUri"], "Retry-After": "10"}
@@ -74,6 +139,12 @@ class ManagementApi:
     # -- dispatch ----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request, subpath: str) -> web.StreamResponse:
+        try:
+            return await self._route(request, subpath)
+        except BadInput as exc:
+            return _bad_request(str(exc))
+
+    async def _route(self, request: web.Request, subpath: str) -> web.StreamResponse:
         parts = [p for p in subpath.split("/") if p]
         method = request.method.upper()
         if len(parts) in (2, 3) and parts[0] == "orchestrators" and method == "POST":
@@ -120,11 +191,10 @@ class ManagementApi:
                 },
                 status=400,
             )
-        body = await request.read()
         try:
-            value = json.loads(body) if body.strip() else None
-        except json.JSONDecodeError:
-            return web.json_response({"Message": "The request body is not valid JSON."}, status=400)
+            value = parse_json_body(await request.read())
+        except ValueError as exc:
+            return _bad_request(f"The request body is not valid JSON: {exc}.")
         try:
             inst = self.engine.start_new(name, instance_id, None if value is None else json.dumps(value))
         except UnknownOrchestrator:
@@ -143,7 +213,7 @@ class ManagementApi:
                 {"Message": f"An instance with ID '{instance_id}' already exists and is still running."},
                 status=409,
             )
-        return self._accepted(request, inst.instance_id)
+        return self._accepted(inst.instance_id)
 
     def status_payload(
         self, inst: Instance, *, show_input: bool, history: list[dict[str, Any]] | None
@@ -173,24 +243,20 @@ class ManagementApi:
             events = public_history(raw, _flag(request, "showHistoryOutput", False), show_input)
         payload = self.status_payload(inst, show_input=show_input, history=events)
         if inst.status in RUNNING_LIKE:
-            location = self.management_urls(_public_base(request), instance_id, _code(request))[
-                "statusQueryGetUri"
-            ]
+            location = self.management_urls(self.webhook_base, instance_id, self._code())["statusQueryGetUri"]
             return web.json_response(payload, status=202, headers={"Location": location, "Retry-After": "5"})
         return web.json_response(payload, status=200)
 
     def _query(self, request: web.Request, *, paged: bool) -> InstanceQuery:
         statuses = request.query.get("runtimeStatus")
-        top = request.query.get("top")
-        if top is not None and (not top.isdigit() or int(top) < 1):
-            raise web.HTTPBadRequest(text="top must be a positive integer")
+        top = _top(request)
         return InstanceQuery(
             created_from=_parse_query_time(request, "createdTimeFrom"),
             created_to=_parse_query_time(request, "createdTimeTo"),
             statuses=frozenset(s.strip() for s in statuses.split(",") if s.strip()) if statuses else None,
             prefix=request.query.get("instanceIdPrefix") or None,
-            top=int(top) if (paged and top) else None,
-            continuation=(request.headers.get("x-ms-continuation-token") or None) if paged else None,
+            top=top if paged else None,
+            continuation=_text_header(request, "x-ms-continuation-token") if paged else None,
         )
 
     def _list(self, request: web.Request) -> web.Response:
@@ -241,11 +307,10 @@ class ManagementApi:
             return web.Response(status=404)
         if inst.status in TERMINAL_STATUSES:
             return web.Response(status=410)
-        body = await request.read()
         try:
-            value = json.loads(body) if body.strip() else None
-        except json.JSONDecodeError:
-            return web.json_response({"Message": "The event data is not valid JSON."}, status=400)
+            value = parse_json_body(await request.read())
+        except ValueError as exc:
+            return _bad_request(f"The event data is not valid JSON: {exc}.")
         self.engine.raise_event(instance_id, name, json.dumps(value))
         return web.Response(status=202)
 
@@ -253,8 +318,8 @@ class ManagementApi:
         body = await request.read()
         try:
             input_text = ent.client_operation_input(body, request.headers.get("Content-Type", ""))
-        except (ValueError, UnicodeDecodeError) as exc:
-            return web.json_response({"Message": f"Could not parse JSON content: {exc}"}, status=400)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            return _bad_request(f"Could not parse JSON content: {exc}")
         try:
             self.engine.signal_entity(name, key, op, input_text)
         except UnknownEntity:
@@ -278,7 +343,7 @@ class ManagementApi:
             started = self.engine.start_new(inst.name, new_id, inst.input)
         except InstanceExists:
             return web.Response(status=410)
-        return self._accepted(request, started.instance_id)
+        return self._accepted(started.instance_id)
 
     def _rewind(self, instance_id: str, reason: str | None) -> web.Response:
         inst = self.store.get_instance(instance_id)
@@ -291,19 +356,6 @@ class ManagementApi:
             return web.json_response(blocker, status=400)  # a JSON string: the SDK raises it as is
         self.engine.control(instance_id, "rewind", reason)
         return web.Response(status=202)
-
-
-def _public_base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}/runtime/webhooks/durabletask"
-
-
-def _code(request: web.Request) -> str | None:
-    return (
-        request.query.get("code")
-        or request.headers.get("x-functions-key")
-        or request.match_info.get("token")
-        or None
-    )
 
 
 _FOLDED = {EventType.TaskScheduled, EventType.SubOrchestrationInstanceCreated}

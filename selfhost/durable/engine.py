@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import time
-import traceback
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -374,7 +373,11 @@ class Engine:
             event = h.task_completed(now(), item.task_id, text)
         except Exception as exc:  # noqa: BLE001 - any activity failure becomes TaskFailed
             reason = f"Activity function '{item.name}' failed: {type(exc).__name__}: {exc}"
-            event = h.task_failed(now(), item.task_id, reason, "".join(traceback.format_exception(exc)))
+            # The traceback is in the log (the invoker logs it); history is readable through the
+            # management API, and file paths and frames are no one's business there.
+            event = h.task_failed(
+                now(), item.task_id, reason, f"{type(exc).__module__}.{type(exc).__qualname__}"
+            )
         return Message(item.instance_id, "event", json.dumps(event), now(), execution_id=item.execution_id)
 
     async def _invoke_activity(self, item: WorkItem) -> str:

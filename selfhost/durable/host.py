@@ -1,20 +1,23 @@
 """Entry point of the durable engine for the rest of the runtime.
 
 Builds the SQLite store in the state folder, the engine and the management API, and produces
-the `durableClient` binding JSON the SDK's client expects (durable-protocol.md §1.3).
+the `durableClient` binding JSON the SDK's client expects (durable-protocol.md §1.3). The
+management URLs in both carry the durabletask_extension system key and start with the public
+base the runtime was configured with (`public_base`, called when a URL is built because the
+port is known only once the HTTP server listens).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
 
 from selfhost.config import DurableConfig
-from selfhost.durable.api import ManagementApi
+from selfhost.durable.api import LOCAL_BASE, ManagementApi
 from selfhost.durable.engine import Engine
 from selfhost.durable.sqlite_store import SqliteStore
 from selfhost.durable.store import Store
@@ -63,6 +66,8 @@ class DurableHost:
         config: DurableConfig,
         clock: Clock,
         store: Store | None = None,
+        public_base: Callable[[], str] = lambda: LOCAL_BASE,
+        system_key: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.config = config
         self.store: Store = store or SqliteStore(state_dir / "durable" / f"{config.hub_name}.sqlite3")
@@ -74,7 +79,7 @@ class DurableHost:
             max_activities=config.max_concurrent_activities,
             max_orchestrations=config.max_concurrent_orchestrations,
         )
-        self.api = ManagementApi(self.engine, config.hub_name)
+        self.api = ManagementApi(self.engine, config.hub_name, public_base=public_base, code=system_key)
 
     async def start(self) -> None:
         await self.engine.start()

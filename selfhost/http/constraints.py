@@ -32,9 +32,11 @@ class Constraint:
         return self.check(value)
 
 
-_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
-_FLOAT_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
-_DECIMAL_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
+# ASCII digits only (.NET's invariant culture); at most 30 of them, so int() stays far below
+# Python's 4300-digit limit (a longer path segment would raise ValueError there: a 500).
+_INT_RE = re.compile(r"\s*(?P<sign>[+-]?)0*(?P<digits>\d{1,30})\s*", re.ASCII)
+_FLOAT_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+_DECIMAL_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*", re.ASCII)
 _ALPHA_RE = re.compile(r"[a-z]*", re.IGNORECASE)  # ASP.NET AlphaRouteConstraint: ^[a-z]*$, ignore case
 _GUID_FORMATS = (
     re.compile(r"[0-9a-f]{32}", re.I),  # N
@@ -46,7 +48,8 @@ _GUID_FORMATS = (
 
 def _int_in(lo: int, hi: int) -> Callable[[str], bool]:
     def check(value: str) -> bool:
-        return bool(_INT_RE.fullmatch(value)) and lo <= int(value) <= hi
+        m = _INT_RE.fullmatch(value)
+        return m is not None and lo <= int(m["sign"] + m["digits"]) <= hi
 
     return check
 

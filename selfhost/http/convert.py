@@ -1,10 +1,12 @@
 """Conversions between the wire and `azure.functions` HTTP types, as the host and worker do them.
 
 Request side (functions-host-facts.md §1.2): header names lower-cased and repeated values joined
-with ","; query values joined with "," and parameters whose value is empty dropped; the body
-always bytes. Response side (§1.3): `func.HttpResponse` gets a content-type from its mimetype
-and charset when none is set; a plain `str` is 200 text unless it is a JSON object with a
-"body" key (then it is a response object); no output is 204. Pure: no aiohttp here.
+with ","; header bytes that are not UTF-8 become U+FFFD (the worker only ever gets valid
+strings, and an app encoding a lone surrogate would fail with a 500); query values joined with
+"," and parameters whose value is empty dropped; the body always bytes. Response side (§1.3):
+`func.HttpResponse` gets a content-type from its mimetype and charset when none is set; a
+plain `str` is 200 text unless it is a JSON object with a "body" key (then it is a response
+object); no output is 204. Pure: no aiohttp here.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "build_http_request",
     "fold_headers",
     "fold_query",
+    "readable",
     "to_response_parts",
 ]
 
@@ -40,11 +43,20 @@ class ResponseParts:
     body: bytes = b""
 
 
+def readable(value: str) -> str:
+    """`value` with the undecodable bytes aiohttp kept as lone surrogates replaced by U+FFFD."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from surrogateescape
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return raw.decode("utf-8", "replace")
+
+
 def fold_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case names; repeated headers joined with "," in arrival order."""
+    """Lower-case names; repeated headers joined with "," in arrival order; values made readable."""
     out: dict[str, str] = {}
-    for name, value in pairs:
-        key = name.lower()
+    for name, raw_value in pairs:
+        key, value = name.lower(), readable(raw_value)
         out[key] = f"{out[key]},{value}" if key in out else value
     return out
 

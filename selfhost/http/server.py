@@ -1,7 +1,8 @@
 """The runtime's HTTP front door: user HTTP functions, the admin API and the durable webhooks.
 
 An aiohttp application bound to 127.0.0.1 only. Routes, in the order aiohttp tries them:
-`/admin/host/ping` (anonymous), `/admin/host/status` and `POST /admin/functions/{name}` (master
+`/admin/host/ping` (anonymous), `/admin/host/status`, `POST /admin/functions/{name}` and the
+function keys API `/admin/host/functionkeys[/{name}]` (`selfhost.http.admin_keys`) (master
 key), `/runtime/webhooks/durabletask/{tail}` (durabletask_extension system key or master key,
 from `x-functions-key` or `code`), `/runtime/rpc/{key}/durabletask/{tail}` (the SDK's
 `rpcBaseUrl`: it appends paths and cannot add a `code`, so the key rides in the path), and
@@ -9,7 +10,11 @@ everything else through the user route table (`selfhost.http.routing`). Behaviou
 functions-host-facts.md §1–§2: 404 for unknown paths and wrong methods, 401 with an empty body
 for a missing or wrong key, 413 over the body limit, 500 with an empty body on an unhandled
 exception (the traceback goes to the log, never to the client), 404 for a disabled function
-unless the master key is presented.
+unless the master key is presented. Keys are compared as bytes, so a key header holding bytes
+that are not UTF-8 is just a wrong key (401). A user function sees `req.url` built on the
+configured public base (PUBLIC_BASE_URL, else http://127.0.0.1:<port>), not on the Host
+header, and caller identity headers as App Service Authentication sets them
+(`selfhost.http.principal`): the client's own `X-MS-CLIENT-PRINCIPAL*` headers are removed.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from selfhost.functions import HTTP_OUTPUT, FunctionInfo, InvocationResult, Invoker
+from selfhost.http.admin_keys import KeysApi
 from selfhost.http.auth import authorize_function, authorize_system, presented_key
 from selfhost.http.convert import UnsupportedResponseError, build_http_request, to_response_parts
+from selfhost.http.jsonbody import parse_json_body
+from selfhost.http.principal import forwarded_headers, principal_for
 from selfhost.http.routes import RouteTable, build_route_table
 from selfhost.http.routing import split_path
 from selfhost.keys import DURABLE_SYSTEM_KEY, HostKeys
+from selfhost.keystore import KeyStore
 
 __all__ = ["AdminInvoke", "DEFAULT_MAX_BODY_BYTES", "HttpServer", "WebhookHandler", "max_body_bytes_from_env"]
 
@@ -52,8 +62,10 @@ AdminInvoke = Callable[[FunctionInfo, str | None], Awaitable[None]]
 
 
 def max_body_bytes_from_env(environ: dict[str, str] | None = None) -> int:
-    raw = (environ if environ is not None else os.environ).get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "")
-    return int(raw) if raw.strip().isdigit() else DEFAULT_MAX_BODY_BYTES
+    env = environ if environ is not None else os.environ
+    raw = env.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "").strip()
+    # isdigit() alone accepts "²", on which int() raises
+    return int(raw) if raw.isascii() and raw.isdecimal() else DEFAULT_MAX_BODY_BYTES
 
 
 class HttpServer:
@@ -61,7 +73,7 @@ class HttpServer:
         self,
         *,
         functions: Sequence[FunctionInfo],
-        keys: HostKeys,
+        keys: HostKeys | KeyStore,
         invoker: Invoker,
         route_prefix: str = "api",
         port: int = 7071,
@@ -69,9 +81,12 @@ class HttpServer:
         durable: WebhookHandler | None = None,
         admin_invoke: AdminInvoke | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        public_base_url: str | None = None,
     ) -> None:
         self._functions = list(functions)
-        self._keys = keys
+        # A bare HostKeys (tests) becomes a store whose key changes stay in memory.
+        self.key_store = keys if isinstance(keys, KeyStore) else KeyStore(keys)
+        self._public_base_url = public_base_url
         self._invoker = invoker
         self._port = port
         self._host_id = host_id
@@ -90,6 +105,18 @@ class HttpServer:
             return int(self._runner.addresses[0][1])
         return self._port
 
+    @property
+    def _keys(self) -> HostKeys:
+        return self.key_store.current
+
+    def public_base(self) -> str:
+        """PUBLIC_BASE_URL when configured, else this server's own loopback address."""
+        return self._public_base_url or f"http://{LISTEN_HOST}:{self.port}"
+
+    def _public_origin(self) -> str:
+        parts = urlsplit(self.public_base())
+        return f"{parts.scheme}://{parts.netloc}"
+
     def _build_app(self) -> web.Application:
         # aiohttp enforces the limit while reading and answers 413 itself.
         app = web.Application(client_max_size=self._max_body)
@@ -97,9 +124,10 @@ class HttpServer:
         app.router.add_route("POST", "/admin/host/ping", self._ping)
         app.router.add_route("GET", "/admin/host/status", self._status)
         app.router.add_route("POST", "/admin/functions/{name}", self._admin_function)
-        app.router.add_route("*", "/runtime/webhooks/durabletask/{tail:.*}", self._durable_webhook)
-        app.router.add_route("*", "/runtime/rpc/{token}/durabletask/{tail:.*}", self._durable_rpc)
-        app.router.add_route("*", "/{tail:.*}", self._user_function)
+        KeysApi(self.key_store, self.public_base).register(app.router)
+        app.router.add_route("*", "/runtime/webhooks/durabletask/{tail:[\\s\\S]*}", self._durable_webhook)
+        app.router.add_route("*", "/runtime/rpc/{token}/durabletask/{tail:[\\s\\S]*}", self._durable_rpc)
+        app.router.add_route("*", "/{tail:[\\s\\S]*}", self._user_function)
         return app
 
     async def start(self) -> None:
@@ -137,8 +165,7 @@ class HttpServer:
         if fn is None:
             return web.Response(status=404)
         try:
-            raw = await request.read()
-            payload = json.loads(raw) if raw else None
+            payload = parse_json_body(await request.read())
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
@@ -201,10 +228,11 @@ class HttpServer:
             return web.Response(status=404)
         route, route_values = found
         fn = route.function
+        keys = self._keys  # one snapshot for the whole request
         key = presented_key(request.headers, request.query)
-        if fn.disabled and not self._keys.is_master(key):
+        if fn.disabled and not keys.is_master(key):
             return web.Response(status=404)
-        if not authorize_function(route.auth_level, key, self._keys):
+        if not authorize_function(route.auth_level, key, keys):
             return web.Response(status=401)
         if (request.content_length or 0) > self._max_body:
             return web.Response(status=413)
@@ -214,8 +242,8 @@ class HttpServer:
             return web.Response(status=413)
         http_request = build_http_request(
             method=request.method,
-            url=str(request.url),
-            headers=request.headers.items(),
+            url=self._public_origin() + _path_and_query(request),
+            headers=forwarded_headers(request.headers.items(), principal_for(keys.identify(key))),
             query=request.query.items(),
             route_params=route_values,
             body=body,
@@ -232,6 +260,12 @@ class HttpServer:
         except Exception:  # noqa: BLE001 - the invoker has logged the traceback; the client gets a bare 500
             return web.Response(status=500)
         return web.Response(status=parts.status, headers=CIMultiDict(parts.headers), body=parts.body)
+
+
+def _path_and_query(request: web.Request) -> str:
+    """The request target as sent (still percent-encoded), origin-form even for an absolute-form target."""
+    rel = request.rel_url
+    return rel.raw_path + (f"?{rel.raw_query_string}" if rel.raw_query_string else "")
 
 
 def _http_output(fn: FunctionInfo, result: InvocationResult) -> Any:

@@ -7,7 +7,9 @@ block (reference facts: Azurite and Azure agree). A `ContainerClient` is built o
 connection pools and credentials, which are expensive to make per call.
 
 Connections are a connection string, a SAS URL (account or container scoped), or an account URL
-without a credential, which means DefaultAzureCredential (managed identity in Azure).
+without a credential, which means DefaultAzureCredential (managed identity in Azure). A client for
+an account a request names (`outbound` given: `DestinationPolicy.outbound_for`) connects through
+`shared.outbound_azure`'s transport, follows no redirect, and is never signed with that identity.
 """
 
 from __future__ import annotations
@@ -38,14 +40,16 @@ from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSe
 
 from shared.destinations.base import NDJSON_CONTENT_TYPE
 from shared.errors import PermanentError, RetryAfterError, TransientError
+from shared.outbound import OutboundPolicy
 from shared.retry import parse_retry_after
+from shared.storage_policy import DestinationRefused
 
 __all__ = ["BlobDestination", "committed_block_ids", "container_client", "storage_errors"]
 
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE: Final = 32
-_clients: OrderedDict[tuple[str, str, str], ContainerClient] = OrderedDict()
+_clients: OrderedDict[tuple[Any, ...], ContainerClient] = OrderedDict()
 _clients_lock = threading.Lock()
 # Metadata names must be C# identifiers (Azure rejects others with a 400 that names no key).
 _METADATA_KEY: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -63,10 +67,17 @@ class BlobDestination:
 
     @classmethod
     def connect(
-        cls, connection: str, container: str, path_prefix: str = "", **client_kwargs: Any
+        cls,
+        connection: str,
+        container: str,
+        path_prefix: str = "",
+        *,
+        outbound: OutboundPolicy | None = None,
+        **client_kwargs: Any,
     ) -> BlobDestination:
-        """A destination over the cached client for (connection, container)."""
-        return cls(container_client(connection, container, **client_kwargs), path_prefix)
+        """A destination over the cached client for (connection, container); `outbound` as
+        `container_client`'s."""
+        return cls(container_client(connection, container, outbound=outbound, **client_kwargs), path_prefix)
 
     @property
     def container_client(self) -> ContainerClient:
@@ -150,20 +161,28 @@ def _drop_uncommitted(blob: BlobClient) -> None:
         blob.delete_blob()
 
 
-def container_client(connection: str, container: str, **client_kwargs: Any) -> ContainerClient:
+def container_client(
+    connection: str, container: str, *, outbound: OutboundPolicy | None = None, **client_kwargs: Any
+) -> ContainerClient:
     """The process-wide client for (connection, container), built on first use.
 
-    Keyed by a digest of the connection, not by account alone: two jobs with different SAS
-    tokens for one container must not share a client (tokens differ in expiry and rights).
+    `outbound`: the connection is an account a request named, and the client connects only where
+    this policy allows, checked at every connection (None: the service's own storage, from
+    settings). Keyed by a digest of the connection, not by account alone: two jobs with different
+    SAS tokens for one container must not share a client (tokens differ in expiry and rights).
     """
     fingerprint = hashlib.sha256(connection.encode()).hexdigest()
-    key = (fingerprint, container, repr(sorted(client_kwargs.items())))
+    # The resolver is part of the key: policies equal by entries may resolve differently (tests).
+    guard = None if outbound is None else (outbound, outbound.resolver)
+    key = (fingerprint, container, repr(sorted(client_kwargs.items())), guard)
     with _clients_lock:
         client = _clients.get(key)
         if client is not None:
             _clients.move_to_end(key)
             return client
-    client = _build_client(connection, container, client_kwargs)
+    client = _build_client(
+        connection, container, _client_options(outbound, client_kwargs), outbound is not None
+    )
     with _clients_lock:
         client = _clients.setdefault(key, client)
         while len(_clients) > _CACHE_SIZE:
@@ -171,7 +190,22 @@ def container_client(connection: str, container: str, **client_kwargs: Any) -> C
     return client
 
 
-def _build_client(connection: str, container: str, kwargs: dict[str, Any]) -> ContainerClient:
+def _client_options(outbound: OutboundPolicy | None, client_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The client's keyword arguments; under a policy, with the guarded transport and no redirects
+    (storage never redirects; a redirect from a named host is someone else's wish)."""
+    kwargs = dict(client_kwargs)
+    if outbound is None:
+        return kwargs
+    if "transport" in kwargs:
+        raise ValueError("a client under the outbound policy connects through its own transport")
+    # Imported here: only clients for a named account need it.
+    from shared.outbound_azure import guarded_storage_transport, transport_options
+
+    transport = guarded_storage_transport(outbound, **transport_options(kwargs))
+    return {**kwargs, "transport": transport, "permit_redirects": False}
+
+
+def _build_client(connection: str, container: str, kwargs: dict[str, Any], guarded: bool) -> ContainerClient:
     if not connection.lower().startswith(("http://", "https://")):
         try:
             return ContainerClient.from_connection_string(connection, container, **kwargs)
@@ -187,6 +221,12 @@ def _build_client(connection: str, container: str, kwargs: dict[str, Any]) -> Co
     if segments and segments != [container]:
         raise PermanentError(f"the destination URL is for another container than {container!r}")
     account_url = urlunsplit((parts.scheme, parts.netloc, account_path, parts.query, ""))
+    if guarded and not parts.query:
+        # Also refused by DestinationPolicy.check; here so no caller can lend the identity.
+        raise DestinationRefused(
+            "an account URL without a SAS would be signed with the service's own identity, "
+            "which is only used for the service's storage; give a SAS URL or a connection string"
+        )
     # No query: no SAS, so the app's own identity (DefaultAzureCredential) signs the requests.
     credential = None if parts.query else _default_credential()
     return ContainerClient(account_url, container, credential=credential, **kwargs)

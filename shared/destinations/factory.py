@@ -33,7 +33,8 @@ def make_destination(
     **client_kwargs: Any,
 ) -> Destination:
     """The destination for `spec`. Without a secret, blob destinations use the service's own
-    storage connection (`EXPORT_STORAGE_CONNECTION`: Azurite locally, managed identity in Azure).
+    storage connection (`EXPORT_STORAGE_CONNECTION`: Azurite locally, managed identity in Azure);
+    with one, the client connects under the outbound policy (`shared.outbound_azure`).
     An HTTP PUT destination stages its files in the service's storage (`StagedPutDestination`)
     and needs the process's `http_client` (under the outbound policy), the job id and labels.
     `client_kwargs` go to the SDK client (tests pass `retry_total=0`)."""
@@ -43,9 +44,14 @@ def make_destination(
         # Imported here so that importing the factory does not load azure-storage-blob.
         from shared.destinations.blob import BlobDestination
 
-        settings.destination_policy.check(secret_value, spec.container)  # DestinationRefused: permanent
+        policy = settings.destination_policy
+        policy.check(secret_value, spec.container)  # DestinationRefused: permanent
         connection = secret_value if secret_value is not None else settings.export_storage_connection
-        return BlobDestination.connect(connection, spec.container, spec.path_prefix, **client_kwargs)
+        # Another account's client checks the outbound policy again at every connection it opens.
+        outbound = policy.outbound_for(secret_value)
+        return BlobDestination.connect(
+            connection, spec.container, spec.path_prefix, outbound=outbound, **client_kwargs
+        )
     if isinstance(spec, PutDestinationSpec):
         from shared.destinations.blob import container_client
         from shared.destinations.staged_put import StagedPutDestination

@@ -8,6 +8,9 @@
                         | "label:{key}={value}"            inverted creation time + id
                      RK = `index_key`: newest first; the row mirrors kind, state, requester,
                      labels. Label partitions exist for INDEXED_LABELS only (study, session).
+                     PK = "open", RK = job id: one row per unfinished job (kind, state,
+                     requester, `submitted`, admitted), gone when it ends: the caps on running
+                     jobs read this small partition whole, never the history (`open_jobs`).
 
 A filtered listing reads only index rows: an indexed label's partition when one is asked for,
 else the requester's (else "all"), a RowKey range for the creation range and the continuation,
@@ -37,11 +40,13 @@ from shared.jobstore.base import (
     JobUpdate,
     JobView,
     ListQuery,
+    OpenJob,
     index_key,
+    open_job_of,
     summary_of,
 )
 
-__all__ = ["CONTAINER", "INDEX_TABLE", "PARTS_TABLE", "AzureJobStore"]
+__all__ = ["CONTAINER", "INDEX_TABLE", "OPEN_PARTITION", "PARTS_TABLE", "AzureJobStore"]
 
 CONTAINER: Final = "export-jobs"
 INDEX_TABLE: Final = "jobindex"
@@ -52,6 +57,7 @@ _JSON = ContentSettings(content_type="application/json")
 _CHUNK: Final = 30_000
 _MAX_CHUNKS: Final = 24
 _SCAN_PAGE: Final = 200
+OPEN_PARTITION: Final = "open"
 
 
 def _key_safe(text: str) -> str:
@@ -113,6 +119,7 @@ class AzureJobStore:
                 content_settings=_JSON,
             )
         self._index_job(summary_of(record))
+        self._index_open(record)
 
     def create_record(self, record: Mapping[str, Any]) -> bool:
         self._ensure()
@@ -128,6 +135,7 @@ class AzureJobStore:
             except ResourceExistsError:
                 return False
         self._index_job(summary_of(record))
+        self._index_open(record)
         return True
 
     def update_record(self, job_id: str, update: JobUpdate) -> dict[str, Any]:
@@ -161,6 +169,45 @@ class AzureJobStore:
             labelled = [_label_partition(k, v) for k, v in sorted(job.labels.items()) if k in INDEXED_LABELS]
             for partition in ("all", _user_partition(job.requested_by), *labelled):
                 self._index.upsert_entity({**row, "PartitionKey": partition}, mode=UpdateMode.REPLACE)
+
+    def _index_open(self, record: Mapping[str, Any]) -> None:
+        job_id = str(record["id"])
+        job = open_job_of(record)
+        with storage_errors("index open job", job_id):
+            if job is None:
+                self._index.delete_entity(OPEN_PARTITION, job_id)  # an absent row is fine
+                return
+            row = {"PartitionKey": OPEN_PARTITION, "RowKey": job_id, "kind": job.kind, "state": job.state,
+                   "requested_by": job.requested_by, "submitted": job.submitted,
+                   "admitted": job.admitted}  # fmt: skip
+            self._index.upsert_entity(row, mode=UpdateMode.REPLACE)
+
+    def open_jobs(self) -> tuple[OpenJob, ...]:
+        self._ensure()
+        with storage_errors("list open jobs", INDEX_TABLE):
+            rows = self._index.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": OPEN_PARTITION}, results_per_page=1000
+            )
+            return tuple(
+                OpenJob(
+                    job_id=str(row["RowKey"]),
+                    kind=str(row["kind"]),
+                    state=str(row["state"]),
+                    requested_by=str(row["requested_by"]),
+                    submitted=str(row["submitted"]),
+                    admitted=bool(row.get("admitted")),
+                )
+                for row in rows
+            )
+
+    def reindex(self, job_id: str) -> None:
+        record = self.get_record(job_id)
+        if record is None:
+            with storage_errors("index open job", job_id):
+                self._index.delete_entity(OPEN_PARTITION, job_id)
+            return
+        self._index_job(summary_of(record))
+        self._index_open(record)
 
     # -- parts -------------------------------------------------------------------------------
 

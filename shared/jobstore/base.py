@@ -2,9 +2,11 @@
 
 One record shape for every kind (`fhir-export`, `batch`, `session`): `id`, `kind`, `state` (the
 table of `shared.jobs`), `requested_by`, `labels`, `created`/`updated`/`started`/`finished`,
-`attempts`, `last_error`, `outcome`, and the kind's `request`. A job's work is split in *parts*
-(a FHIR resource type, a file of a batch), each with its own progress document (`state`,
-counters, `last_error`, kind-specific details) written by the one activity working on it.
+`submitted` (its place in line), `attempts`, `last_error`, `outcome`, `admission` (whether its
+run may start under the caps on running jobs, or why it waits), and the kind's `request`. A
+job's work is split in *parts* (a FHIR resource type, a file of a batch), each with its own
+progress document (`state`, counters, `last_error`, kind-specific details) written by the one
+activity working on it.
 
 Records change through typed `JobUpdate`s, where the state table is enforced, so a late or
 replayed write cannot move a job backwards. Implementations: `azure.AzureJobStore` (records in
@@ -32,8 +34,10 @@ __all__ = [
     "JobUpdate",
     "JobView",
     "ListQuery",
+    "OpenJob",
     "PartUpdate",
     "new_record",
+    "open_job_of",
     "index_key",
     "summary_of",
     "utc_now",
@@ -56,6 +60,11 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _fine(moment: dt.datetime) -> str:
+    """An instant to the microsecond (`submitted`): jobs queued within one second keep their order."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True)
 class JobUpdate:
     """A change to a job record; fields left None stay as they are."""
@@ -67,6 +76,8 @@ class JobUpdate:
     finished: str | None = None
     outcome: Mapping[str, Any] | None = None
     labels: Mapping[str, str] | None = None  # replaces the labels (a session learns its study)
+    # Replaces the admission document (`shared.admitting`): whether the run may start, or why it waits.
+    admission: Mapping[str, Any] | None = None
 
     def apply(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record after this update (InvalidTransitionError for a move the table forbids).
@@ -95,6 +106,7 @@ class JobUpdate:
             finished=data.get("finished"),
             outcome=data.get("outcome"),
             labels=data.get("labels"),
+            admission=data.get("admission"),
         )
 
 
@@ -106,11 +118,13 @@ def new_record(
     labels: Mapping[str, str],
     **extra: Any,
 ) -> dict[str, Any]:
-    """A queued job's first record, the same shape for every kind (`extra`: the kind's own fields)."""
-    now = utc_now()
+    """A queued job's first record, the same shape for every kind (`extra`: the kind's own fields).
+    `submitted` is `created` to the microsecond: the order in which jobs wait their turn."""
+    moment = dt.datetime.now(dt.UTC)
+    now = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"id": job_id, "kind": kind.value, "state": JobState.QUEUED.value, "requested_by": requested_by,
             "labels": dict(labels), "request": dict(request), **extra, "created": now, "updated": now,
-            "attempts": 0, "last_error": None}  # fmt: skip
+            "submitted": _fine(moment), "attempts": 0, "last_error": None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,51 @@ def summary_of(record: Mapping[str, Any]) -> JobSummary:
         requested_by=str(record.get("requested_by", "")),
         labels=dict(record.get("labels") or {}),
         created=str(record.get("created", "")),
+    )
+
+
+_UNFINISHED: Final = frozenset({JobState.QUEUED.value, JobState.RUNNING.value, JobState.RETRYING.value})
+
+
+@dataclass(frozen=True)
+class OpenJob:
+    """An unfinished job as the caps on running jobs see it (`shared.admission`): whose, which
+    kind, its place in line (`submitted`, then the id) and whether it has started. A job has
+    started when it runs or retries, or when its current run was admitted (it may still be
+    preparing): the record's `admission` is `{"run": n, "admitted": instant}` for that run."""
+
+    job_id: str
+    kind: str
+    requested_by: str
+    state: str
+    submitted: str
+    admitted: bool = False
+
+    @property
+    def started(self) -> bool:
+        return self.admitted or self.state != JobState.QUEUED.value
+
+    @property
+    def order(self) -> tuple[str, str]:
+        return (self.submitted, self.job_id)
+
+
+def open_job_of(record: Mapping[str, Any]) -> OpenJob | None:
+    """The record as an `OpenJob`, or None once it has ended. Records older than `submitted`
+    take their `created` second."""
+    state = str(record.get("state"))
+    if state not in _UNFINISHED:
+        return None
+    admission = record.get("admission") or {}
+    current = admission.get("run", 0) == record.get("run", 0)
+    created = str(record.get("created") or "")
+    return OpenJob(
+        job_id=str(record["id"]),
+        kind=str(record.get("kind") or DEFAULT_KIND.value),
+        requested_by=str(record.get("requested_by", "")),
+        state=state,
+        submitted=str(record.get("submitted") or created.replace("Z", ".000000Z")),
+        admitted=current and admission.get("admitted") is not None,
     )
 
 
@@ -248,4 +307,12 @@ class JobStore(Protocol):
 
     def list(self, query: ListQuery) -> JobPage:
         """Jobs matching `query`, newest first; pass `continuation` back for the next page."""
+        ...
+
+    def open_jobs(self) -> tuple[OpenJob, ...]:
+        """Every unfinished job, in no particular order (the caps on running jobs read them)."""
+        ...
+
+    def reindex(self, job_id: str) -> None:
+        """Write the job's listing rows again from its record (a crash may have left them behind)."""
         ...

@@ -11,7 +11,16 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from shared.jobstore.base import JobPage, JobUpdate, JobView, ListQuery, index_key, summary_of
+from shared.jobstore.base import (
+    JobPage,
+    JobUpdate,
+    JobView,
+    ListQuery,
+    OpenJob,
+    index_key,
+    open_job_of,
+    summary_of,
+)
 
 __all__ = ["MemoryJobStore"]
 
@@ -88,3 +97,11 @@ class MemoryJobStore:
         found = [j for j in jobs if (after is None or index_key(j) > after) and query.matches(j)]
         page = found[: query.limit]
         return JobPage(page, index_key(page[-1]) if len(found) > query.limit else None)
+
+    def open_jobs(self) -> tuple[OpenJob, ...]:
+        with self._lock:
+            found = [open_job_of(r) for r in self._records.values()]
+        return tuple(j for j in found if j is not None)
+
+    def reindex(self, job_id: str) -> None:
+        """Nothing to do: the listing is computed from the records."""

@@ -3,6 +3,7 @@
 base.py      Page, Source (protocol), SourceSpec (what make_source reads)
 fhir.py      FhirSource: FHIR search paging with next-link cursors
 factory.py   make_source(spec, http_client, secret_value), make_http_client(policy)
+cursor_seal.py  CursorSeal: a next link with a credential in it is stored encrypted
 _query.py    the searches per type (since, ORed _typeFilters, patient chunks, _elements, _count)
 _bundle.py   searchset Bundle -> NDJSON + next link, malformed pages -> SourceDataError
 _http.py     HTTP status / transport error -> shared.errors classification
@@ -23,10 +24,12 @@ from shared.sources._query import (
     split_type_filters,
 )
 from shared.sources.base import Page, Searches, Source, SourceSpec
+from shared.sources.cursor_seal import CursorSeal
 from shared.sources.factory import make_http_client, make_source
 from shared.sources.fhir import FhirSource
 
 __all__ = [
+    "CursorSeal",
     "FhirSource",
     "Page",
     "Searches",

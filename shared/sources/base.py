@@ -21,8 +21,8 @@ class Page:
 
     `ndjson` holds `count` resources, one compact JSON object per line, each line terminated by
     `\\n`, so pages can be appended to a file as they are. `next_cursor` is None on the last page;
-    otherwise pass it back to `Source.fetch_page` (it is safe to store: it carries no secrets
-    that were not already in the server's own `next` link).
+    otherwise pass it back to `Source.fetch_page`. It is the server's `next` link, which may carry a
+    token: whoever stores it seals it first (`shared.sources.cursor_seal`).
     """
 
     resource_type: str

@@ -59,6 +59,26 @@ def test_status_urls_need_a_key(app: DurableApp) -> None:
     assert httpx.get(url).status_code == 401
 
 
+def test_urls_default_to_the_loopback_base_and_the_system_key(app: DurableApp) -> None:
+    # No PUBLIC_BASE_URL here: http://127.0.0.1:<port>, whatever Host and key the caller sent.
+    r = httpx.post(
+        app.rt.url("api/orchestrators/chaining"),
+        params={"code": app.rt.master_key},
+        headers={"Host": "evil.example"},
+    )
+    assert r.status_code == 202, r.text
+    system_key = app.rt.keys()["systemKeys"]["durabletask_extension"]
+    for key, url in r.json().items():
+        if key != "id":
+            assert url.startswith(f"{app.rt.base_url}/runtime/webhooks/durabletask/instances/"), url
+            assert url.endswith(f"&code={system_key}"), url
+    huge = httpx.get(
+        app.rt.url("runtime/webhooks/durabletask/instances"), params={"code": system_key, "top": 10**30}
+    )
+    assert (huge.status_code, huge.json()) == (400, {"Message": "top must be a whole number from 1 to 1000"})
+    app.wait(r.json())
+
+
 def test_fan_out_200(app: DurableApp) -> None:
     assert app.wait(app.start("fan_out", 200))["output"] == sum(i * 2 for i in range(200))
 

@@ -34,6 +34,12 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
         "EXPORT_DEFAULT_CONTAINER": "exports",
         "SMTP_HOST": "",
         "MAIL_FROM": "",
+        # Tests poll every 50 ms; the rate limit's own tests set it (tests/e2e/test_callers.py).
+        "RATE_LIMIT_PER_MINUTE": "0",
+        # One Azurite serves every module, and a module's unfinished jobs would hold places in
+        # the next one's line; the caps' own tests set them (tests/e2e/test_job_limits.py).
+        "MAX_RUNNING_JOBS_PER_USER": "0",
+        "MAX_RUNNING_JOBS_PER_KIND": "fhir-export=0,batch=0,session=0",
     }
     env.update(extra)
     return env

@@ -12,6 +12,7 @@ from selfhost.http.convert import (
     build_http_request,
     fold_headers,
     fold_query,
+    readable,
     to_response_parts,
 )
 
@@ -101,3 +102,12 @@ def test_none_is_204() -> None:
 def test_other_return_types_are_errors(value: object) -> None:
     with pytest.raises(UnsupportedResponseError):
         to_response_parts(value)
+
+
+def test_undecodable_header_bytes_become_replacement_characters() -> None:
+    # aiohttp keeps bytes that are not UTF-8 as lone surrogates; the app must get valid text.
+    folded = fold_headers([("X-Raw", "a\udcff\udcfeb"), ("X-Utf8", "café"), ("X-Odd", "\ud800")])
+    assert folded == {"x-raw": "a\ufffd\ufffdb", "x-utf8": "café", "x-odd": "?"}
+    for value in folded.values():
+        value.encode("utf-8")  # never raises
+    assert readable("plain") == "plain"

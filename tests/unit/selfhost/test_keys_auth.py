@@ -1,4 +1,5 @@
-"""Host keys on disk (selfhost.keys) and authLevel decisions (selfhost.http.auth)."""
+"""Host keys on disk (selfhost.keys), which key a request presented, and authLevel decisions
+(selfhost.http.auth)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from selfhost.http.auth import authorize_function, authorize_system, presented_key
-from selfhost.keys import DURABLE_SYSTEM_KEY, HostKeys, KeysError, load_or_create_keys
+from selfhost.keys import (
+    DURABLE_SYSTEM_KEY,
+    HostKeys,
+    KeyMatch,
+    KeysError,
+    key_name_problem,
+    key_value_problem,
+    keys_from_json,
+    load_or_create_keys,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +93,66 @@ def test_authorize_system_key_or_master_only() -> None:
     assert not authorize_system(DURABLE_SYSTEM_KEY, "F", KEYS)
     assert not authorize_system("blobs_extension", "S", KEYS)
     assert not authorize_system(DURABLE_SYSTEM_KEY, None, KEYS)
+
+
+# --- which key matched (named keys, hostile bytes) -----------------------------------------------
+
+
+def test_identify_names_the_key_and_its_kind() -> None:
+    assert KEYS.identify("M") == KeyMatch("master", "master")
+    assert KEYS.identify("F") == KeyMatch("function", "default")
+    assert KEYS.identify("G") == KeyMatch("function", "other")
+    assert KEYS.identify("S") == KeyMatch("system", DURABLE_SYSTEM_KEY)
+    assert KEYS.identify("wrong") is None
+    assert KEYS.identify("") is None and KEYS.identify(None) is None
+
+
+@pytest.mark.parametrize("hostile", ["\udcff", "F\udcff", "\ud800", "é", "F\x00", "F" * 10_000])
+def test_hostile_candidates_are_just_wrong_keys(hostile: str) -> None:
+    # aiohttp keeps a header byte 0xff as the lone surrogate "\udcff": encoding it used to raise
+    # UnicodeEncodeError, a 500 before authentication.
+    assert KEYS.identify(hostile) is None
+    assert not authorize_function("function", hostile, KEYS)
+    assert not authorize_system(DURABLE_SYSTEM_KEY, hostile, KEYS)
+    assert not KEYS.is_master(hostile)
+
+
+def test_value_in_use_sees_every_kind_of_key() -> None:
+    assert KEYS.value_in_use("M") and KEYS.value_in_use("S") and KEYS.value_in_use("G")
+    assert not KEYS.value_in_use("G", except_function_key="other")
+    assert not KEYS.value_in_use("new")
+
+
+@pytest.mark.parametrize("name", ["alice", "alice@example.org", "ci-bot_2.x", "a" * 128, "default"])
+def test_good_key_names(name: str) -> None:
+    assert key_name_problem(name) is None
+
+
+BAD_NAMES = ["", "a" * 129, "two words", "a/b", "a:b", "ünï", "x\x00", "admin", "ADMIN", "master", "_mAster"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_key_names(name: str) -> None:
+    assert key_name_problem(name) is not None
+
+
+def test_key_values_must_be_long_url_safe_ascii() -> None:
+    assert key_value_problem("A" * 16) is None
+    assert key_value_problem("abc-DEF_ghi.jkl~mno+pqr/stu=") is None
+    for bad in ["short", "A" * 257, "A" * 15 + " ", "A" * 15 + "é", "A" * 15 + "&"]:
+        assert key_value_problem(bad) is not None, bad
+
+
+def test_a_bad_key_name_in_keys_json_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "keys.json").write_text(json.dumps({"master": "m", "functionKeys": {"a b": "c"}}))
+    with pytest.raises(KeysError, match="bad key name 'a b'"):
+        load_or_create_keys(tmp_path)
+    (tmp_path / "keys.json").write_text(json.dumps({"master": "m", "functionKeys": {"ci": 3}}))
+    with pytest.raises(KeysError, match="functionKeys.ci must be a non-empty string"):
+        load_or_create_keys(tmp_path)
+
+
+def test_missing_keys_come_from_the_fallback_when_reloading(tmp_path: Path) -> None:
+    keys = keys_from_json({"functionKeys": {"alice": "A" * 16}}, tmp_path / "keys.json", fallback=KEYS)
+    assert (keys.master, keys.default_function_key, keys.durable_key) == ("M", "F", "S")
+    assert keys.function_keys["alice"] == "A" * 16

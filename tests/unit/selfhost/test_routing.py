@@ -50,6 +50,17 @@ def test_int_constraint() -> None:
     assert match("items/{id:long}", "/items/2147483648") == {"id": "2147483648"}
 
 
+@pytest.mark.parametrize("segment", ["1" * 5000, "0" * 5000 + "7", "%D9%A4%D9%A2", "%FF"])
+def test_hostile_segments_never_raise(segment: str) -> None:
+    # 5000 digits used to reach int() and raise ValueError (a 500); Arabic-Indic digits are not
+    # digits to .NET's invariant culture; an undecodable byte decodes to U+FFFD.
+    for template in ("items/{id:int}", "items/{id:long}", "items/{id:min(1)}", "items/{id:range(1,9)}"):
+        values = match(template, f"/items/{segment}")
+        assert values == ({"id": segment} if segment.endswith("7") else None), (template, segment)
+    assert match("items/{id:double}", f"/items/{'1' * 5000}") is None  # inf is not a double
+    assert match("items/{id}", "/items/%FF") == {"id": "\ufffd"}
+
+
 @pytest.mark.parametrize(
     ("template", "good", "bad"),
     [

@@ -389,7 +389,7 @@ def test_retry_requeues_failed_and_cancelled_items_for_the_next_run(deps: Deps) 
     job_id = failed_session(deps)
     submitted = retry(deps.jobs.view(job_id), None, deps)  # type: ignore[arg-type]
     assert submitted.orchestrator == SESSION_ORCHESTRATOR == "session_job"
-    assert submitted.job == SessionInput(job_id=job_id, app="recon", session_id="s1", run=2)
+    assert submitted.job == SessionInput(job_id=job_id, app="recon", session_id="s1", run=2, waits_turn=True)
     assert submitted.secret_names() == ()
     shown = deps.jobs.view(job_id)
     assert shown is not None

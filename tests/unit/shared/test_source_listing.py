@@ -95,3 +95,10 @@ def test_a_missing_folder_or_root_is_not_found(root: Path) -> None:
     assert caught.value.field == "path"
     with pytest.raises(SourceNotFound, match="BATCH_LOCAL_ROOT is not set"):
         list_local({}, None)
+
+
+def test_a_name_longer_than_the_file_system_allows_is_not_found(root: Path) -> None:
+    # ENAMETOOLONG from the folder checks was a 500 (found by tests/fuzz).
+    with pytest.raises(SourceNotFound) as caught:
+        list_local({"path": "0" * 300}, root)
+    assert caught.value.field == "path"

@@ -206,7 +206,7 @@ BASE = "http://localhost:7071/runtime/webhooks/durabletask"
 
 def api(hub: str = "TestHubName", store: MemoryStore | None = None) -> ManagementApi:
     engine: Any = SimpleNamespace(store=store or MemoryStore())
-    return ManagementApi(engine, hub)
+    return ManagementApi(engine, hub, public_base=lambda: "http://localhost:7071", code=lambda: "SYS")
 
 
 def test_management_urls_shapes_without_code() -> None:
@@ -260,9 +260,9 @@ def _store_with(status: str, output: str | None = None) -> MemoryStore:
     return store
 
 
-def _get(mgmt: ManagementApi, query: str) -> web.Response:
+def _get(mgmt: ManagementApi, query: str, headers: dict[str, str] | None = None) -> web.Response:
     path = "/runtime/webhooks/durabletask/instances/i1" + query
-    request = make_mocked_request("GET", path, headers={"Host": "localhost:7071"})
+    request = make_mocked_request("GET", path, headers=headers or {"Host": "localhost:7071"})
     response = asyncio.run(mgmt.handle(request, "instances/i1"))
     assert isinstance(response, web.Response)
     return response
@@ -293,11 +293,13 @@ def test_status_without_history_has_no_history_key_and_shows_input_by_default() 
 
 
 def test_status_of_running_instance_is_202_with_location() -> None:
+    # The caller's own key (k1, perhaps the master key) and Host header never reach the URL:
+    # it carries the system key and starts with the configured base.
     mgmt = api(store=_store_with("Running"))
-    response = _get(mgmt, "?code=k1")
+    response = _get(mgmt, "?code=k1", headers={"Host": "evil.example", "x-functions-key": "k2"})
     assert response.status == 202
     assert response.headers["Location"] == (
-        f"{BASE}/instances/i1?taskHub=TestHubName&connection=Storage&code=k1"
+        f"{BASE}/instances/i1?taskHub=TestHubName&connection=Storage&code=SYS"
     )
     assert response.headers["Retry-After"] == "5"
 

@@ -1,0 +1,139 @@
+"""Sealed cursors: a next link with a token in it is stored encrypted, one without stays plain, and
+sealed cursors open on every instance that shares the secret store; a lost or damaged key fails
+permanently, naming the secret and never the cursor."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.errors import PermanentError, SourceDataError
+from shared.secrets.base import SecretNotFoundError, check_secret_name
+from shared.sources.cursor_seal import (
+    MAX_SEALED_LENGTH,
+    PREFIX,
+    SEALING_KEY_SECRET,
+    CursorSeal,
+    needs_sealing,
+)
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "next-link-token-5f2c9a"
+WITH_TOKEN = f"https://fhir.example.test/r4?_getpages=abc&_getpagesoffset=50&token={TOKEN}"
+PLAIN = "https://fhir.example.test/r4/Patient?_count=50&ct=MTA6Mw"
+
+
+class FakeSecrets:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.reads = 0
+
+    def set(self, name: str, value: str) -> None:
+        self.values[name] = value
+
+    def get(self, name: str) -> str:
+        self.reads += 1
+        if name not in self.values:
+            raise SecretNotFoundError(name)
+        return self.values[name]
+
+    def delete(self, name: str) -> None:
+        self.values.pop(name, None)
+
+
+def seal_over(store: FakeSecrets) -> CursorSeal:
+    return CursorSeal(lambda: store)
+
+
+def test_a_cursor_with_a_token_is_sealed_and_opens_again() -> None:
+    store = FakeSecrets()
+    sealed = seal_over(store).seal(WITH_TOKEN)
+    assert sealed is not None and sealed.startswith(PREFIX)
+    assert TOKEN not in sealed and "fhir.example.test" not in sealed
+    assert seal_over(store).unseal(sealed) == WITH_TOKEN  # another process, the same store
+    assert list(store.values) == [SEALING_KEY_SECRET]
+    assert check_secret_name("n", SEALING_KEY_SECRET) == SEALING_KEY_SECRET
+
+
+def test_sealing_twice_gives_different_texts_that_open_alike() -> None:
+    seal = seal_over(FakeSecrets())
+    first, second = seal.seal(WITH_TOKEN), seal.seal(WITH_TOKEN)
+    assert first != second  # a fresh nonce each time
+    assert seal.unseal(first) == seal.unseal(second) == WITH_TOKEN
+
+
+def test_the_key_is_read_once_per_process() -> None:
+    store = FakeSecrets()
+    seal = seal_over(store)
+    for _ in range(5):
+        assert seal.unseal(seal.seal(WITH_TOKEN)) == WITH_TOKEN
+    assert store.reads == 2  # not found, then read back after creating it
+
+
+@pytest.mark.parametrize("cursor", [PLAIN, None, "0:1", "opaque-server-cursor"])
+def test_cursors_without_credentials_stay_plain_and_never_touch_the_store(cursor: str | None) -> None:
+    def no_store() -> FakeSecrets:
+        raise AssertionError("the secret store was used")
+
+    seal = CursorSeal(no_store)
+    assert seal.seal(cursor) == cursor
+    assert seal.unseal(cursor) == cursor  # also a checkpoint written before sealing existed
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        WITH_TOKEN,
+        "https://fhir.example.test/r4/Patient?ct=1&access_token=abc",
+        "https://fhir.example.test/r4/Patient?SIG=abc",
+        "https://user:pass@fhir.example.test/r4/Patient?ct=1",
+    ],
+)
+def test_what_redact_url_would_hide_is_sealed(cursor: str) -> None:
+    assert needs_sealing(cursor)
+    assert not needs_sealing(PLAIN)
+
+
+def test_a_key_replaced_by_another_instance_is_read_again() -> None:
+    store = FakeSecrets()
+    mine = seal_over(store)
+    mine.seal(WITH_TOKEN)  # this process caches the first key
+    store.values[SEALING_KEY_SECRET] = "written-by-a-racing-instance"
+    theirs = seal_over(store).seal(WITH_TOKEN)
+    assert mine.unseal(theirs) == WITH_TOKEN
+
+
+def test_a_lost_key_fails_permanently_naming_the_secret() -> None:
+    store = FakeSecrets()
+    sealed = seal_over(store).seal(WITH_TOKEN)
+    store.values.clear()
+    with pytest.raises(PermanentError, match=SEALING_KEY_SECRET) as lost:
+        seal_over(store).unseal(sealed)
+    assert not store.values  # opening never creates a key
+    store.values[SEALING_KEY_SECRET] = "another key"
+    with pytest.raises(PermanentError, match="no longer holds") as other:
+        seal_over(store).unseal(sealed)
+    for exc in (lost.value, other.value):
+        assert TOKEN not in str(exc) and (sealed or "") not in str(exc)
+
+
+@given(st.integers(min_value=len(PREFIX) + 9, max_value=200), st.text(min_size=1, max_size=3))
+def test_a_damaged_cursor_fails_permanently(cut: int, garbage: str) -> None:
+    store = FakeSecrets()
+    sealed = seal_over(store).seal(WITH_TOKEN)
+    assert sealed is not None
+    damaged = sealed[:cut] + garbage + sealed[cut + len(garbage) :]
+    if damaged == sealed:
+        return
+    with pytest.raises(PermanentError, match="does not decrypt|no longer holds") as caught:
+        seal_over(store).unseal(damaged)
+    assert TOKEN not in str(caught.value)
+
+
+def test_a_next_link_too_long_for_a_checkpoint_is_a_source_error() -> None:
+    long_link = WITH_TOKEN + "&pad=" + "x" * MAX_SEALED_LENGTH
+    with pytest.raises(SourceDataError, match="too long") as caught:
+        seal_over(FakeSecrets()).seal(long_link)
+    assert TOKEN not in str(caught.value)
