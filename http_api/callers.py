@@ -42,6 +42,7 @@ def caller_of(req: func.HttpRequest, deps: Deps | None = None) -> Caller:
         principal_trusted=settings.principal_trusted,
         require_identity=settings.require_identity,
         operators=settings.operators,
+        query_key=req.params.get("code"),
     )
     limiter = _limiters.setdefault(
         settings.rate_limit_per_minute, RateLimiter(settings.rate_limit_per_minute)

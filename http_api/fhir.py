@@ -24,6 +24,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -82,6 +83,12 @@ async def _answer(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
 
 def _base(req: func.HttpRequest) -> str:
     return public_base(req) + "/api/fhir"
+
+
+def _public_url(req: func.HttpRequest) -> str:
+    """The request's URL on the public base (the manifest's `request`), never on its `Host`."""
+    parts = urlsplit(str(req.url))
+    return public_base(req) + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _not_found(job_id: str) -> func.HttpResponse:
@@ -157,7 +164,7 @@ def _prepare(
         job_id=job_id,
         requested_by=bulkdata.requester(dict(req.headers), deps.settings.admin_email),
         labels={
-            **bulkdata.kickoff_labels(req.url, level, group_id, errors=len(plan.ignored)),
+            **bulkdata.kickoff_labels(_public_url(req), level, group_id, errors=len(plan.ignored)),
             **smart_auth.job_labels(principal),
         },
     )

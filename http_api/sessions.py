@@ -18,6 +18,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
+from http_api.callers import caller_of
 from http_api.exports import error, guarded, json_answer
 from shared import session_api
 from shared.deps import get_deps
@@ -35,6 +36,7 @@ async def get_session(req: func.HttpRequest, client: df.DurableOrchestrationClie
         if not _ID.match(session_id):
             return error(400, "invalid", "a session id is 1-128 letters, digits, '.', '_' or '-'", "id")
         deps = get_deps()
+        caller_of(req, deps)  # an identity when one is required, within its rate; sessions are everyone's
         status = await asyncio.to_thread(session_api.session_status, session_id, deps)
         if status is None:
             return error(404, "not_found", f"no export of session {session_id!r}", "id")
@@ -56,7 +58,9 @@ async def get_study(req: func.HttpRequest) -> func.HttpResponse:
         study_id = req.route_params["id"]
         if not _ID.match(study_id):
             return error(400, "invalid", "a study id is 1-128 letters, digits, '.', '_' or '-'", "id")
-        status = await asyncio.to_thread(session_api.study_status, study_id, get_deps())
+        deps = get_deps()
+        caller_of(req, deps)
+        status = await asyncio.to_thread(session_api.study_status, study_id, deps)
         if status is None:
             return error(404, "not_found", f"no export of study {study_id!r}", "id")
         return json_answer(status)

@@ -19,8 +19,10 @@ import azure.durable_functions as df
 import azure.functions as func
 from azure.storage.blob import ContainerClient
 
+from http_api.callers import caller_of
 from http_api.exports import error, guarded, json_answer
 from shared import source_listing
+from shared.callers import Forbidden
 from shared.deps import get_deps
 from shared.destinations.blob import container_client
 
@@ -38,7 +40,13 @@ async def _listed(list_it: Callable[[], source_listing.Listing]) -> func.HttpRes
 @bp.route(route="sources/blob", methods=["GET"])
 async def list_blob_source(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        connection = get_deps().settings.export_storage_connection
+        deps = get_deps()
+        caller = caller_of(req, deps)
+        connection = deps.settings.export_storage_connection
+        container = req.params.get("container") or ""
+        if not caller.sees_all and deps.settings.destination_policy.holds_exports(container):
+            raise Forbidden(f"container {container!r} holds the exports of every user; only operators list it",
+                            "container")  # fmt: skip
 
         def container_of(name: str) -> ContainerClient:
             return container_client(connection, name)
@@ -51,7 +59,9 @@ async def list_blob_source(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sources/local", methods=["GET"])
 async def list_local_source(req: func.HttpRequest) -> func.HttpResponse:
     async def run() -> func.HttpResponse:
-        root = get_deps().settings.batch_local_root
+        deps = get_deps()
+        caller_of(req, deps)
+        root = deps.settings.batch_local_root
         return await _listed(lambda: source_listing.list_local(dict(req.params), root))
 
     return await guarded(run)

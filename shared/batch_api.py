@@ -85,7 +85,9 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None, caller: Caller =
     if request.source.kind == "blob" and request.source.container is not None:
         try:
             given = secrets.get(request.source.secret_name or "")
-            deps.settings.destination_policy.check(given, request.source.container, reading=True)
+            deps.settings.destination_policy.check(
+                given, request.source.container, reading=True, confined=not caller.sees_all
+            )
         except DestinationRefused as exc:
             raise ValidationError(f"source.{exc.part}", str(exc)) from None
     key = claim_destination(deps, request.destination, secrets.get(request.destination.secret_name or ""),

@@ -67,10 +67,15 @@ class Caller:
         return self.identity is not None and str(requested_by or "").casefold() == self.identity.casefold()
 
     def may_see(self, record: Mapping[str, Any]) -> bool:
-        return self.sees_all or self.owns(record.get("requested_by")) or record.get("kind") in _SYSTEM_KINDS
+        return self.sees_all or self._owns_job(record) or record.get("kind") in _SYSTEM_KINDS
 
     def may_act(self, record: Mapping[str, Any]) -> bool:
-        return self.sees_all or self.owns(record.get("requested_by"))
+        return self.sees_all or self._owns_job(record)
+
+    def _owns_job(self, record: Mapping[str, Any]) -> bool:
+        # A front-door job's requested_by is what its client's headers said (X-Requested-By,
+        # From): it names someone, it does not make the job theirs.
+        return record.get("origin") != "frontdoor" and self.owns(record.get("requested_by"))
 
     def requester(self, declared: object) -> object:
         """The `requested_by` of a new job: the identity, unless an operator (or a trusted
@@ -103,8 +108,10 @@ def caller_from_headers(
     principal_trusted: bool,
     require_identity: bool,
     operators: Sequence[str] = (),
+    query_key: str | None = None,
 ) -> Caller:
-    """The caller of a request; Unauthenticated when REQUIRE_IDENTITY is set and none is present."""
+    """The caller of a request; Unauthenticated when REQUIRE_IDENTITY is set and none is present.
+    `query_key`: the key given as `?code=` (the header wins, as at the host)."""
     lower = {k.lower(): v for k, v in headers.items()}
     identity = roles = None
     if principal_trusted:
@@ -112,7 +119,7 @@ def caller_from_headers(
     if identity is None:
         if require_identity:
             raise Unauthenticated("sign in: this service requires an identity (REQUIRE_IDENTITY)")
-        key = lower.get("x-functions-key") or ""
+        key = lower.get("x-functions-key") or query_key or ""
         digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16] if key else "anonymous"
         return Caller(None, True, bucket=f"key:{digest}")
     listed = {o.casefold() for o in operators}

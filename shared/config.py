@@ -296,7 +296,7 @@ def _minutes(values: Mapping[str, str], name: str, default: int) -> int:
     text = values.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 525_600:
+    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= 525_600:
         raise SettingsError(name, "must be a whole number of minutes between 1 and 525600")
     return int(text)
 
@@ -305,7 +305,7 @@ def _port(values: Mapping[str, str], name: str, default: int) -> int:
     text = values.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= 65535:
         raise SettingsError(name, "must be a port number between 1 and 65535")
     return int(text)
 
@@ -369,7 +369,7 @@ def _bounded(values: Mapping[str, str], name: str, default: int, top: int) -> in
     text = values.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > top:
+    if not (text.isascii() and text.isdecimal()) or int(text) > top:
         raise SettingsError(name, f"must be a whole number from 0 to {top}")
     return int(text)
 
@@ -381,7 +381,7 @@ def _kind_caps(values: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
     seen: set[str] = set()
     for entry in (e.strip() for e in text.split(",") if e.strip()):
         kind, sep, cap = (part.strip() for part in entry.partition("="))
-        if not sep or kind not in caps or not cap.isdigit() or int(cap) > 100_000:
+        if not sep or kind not in caps or not (cap.isascii() and cap.isdecimal()) or int(cap) > 100_000:
             raise SettingsError(name, f"must be a comma list of kind=cap ({', '.join(caps)}; 0 to 100000)")
         if kind in seen:
             raise SettingsError(name, f"names {kind} twice")
@@ -395,6 +395,8 @@ def _schedule(values: Mapping[str, str], name: str, default: tuple[int, ...]) ->
     if text is None:
         return default
     parts = [p.strip() for p in text.split(",")]
-    if not 1 <= len(parts) <= 20 or not all(p.isdigit() and 1 <= int(p) <= 86_400 for p in parts):
+    if not 1 <= len(parts) <= 20 or not all(
+        p.isascii() and p.isdecimal() and 1 <= int(p) <= 86_400 for p in parts
+    ):
         raise SettingsError(name, "must be a comma list of 1 to 20 waits in seconds, each 1 to 86400")
     return tuple(int(p) for p in parts)

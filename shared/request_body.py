@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from shared.errors import ValidationError
 
-__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "PayloadTooLarge", "check_text", "parse_json"]
+__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "PayloadTooLarge", "parse_json"]
 
 # The largest body any route takes: a batch of 10,000 items with long URLs fits with room to spare.
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -51,18 +51,6 @@ def parse_json(raw: bytes | None, *, max_bytes: int = MAX_BODY_BYTES, empty: Any
     except ValueError as exc:  # json.JSONDecodeError, and ints longer than Python converts
         raise ValidationError("body", f"is not valid JSON ({_reason(exc)})") from None
     _check_value(value, "")
-    return value
-
-
-def check_text(value: str, field: str) -> str:
-    """Refuse text that cannot be encoded (lone surrogates) or holds control characters other
-    than tab and newline; for strings that come from headers, query strings and routes."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(field, "is not valid Unicode text") from None
-    if any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in value):
-        raise ValidationError(field, "must not contain control characters")
     return value
 
 

@@ -130,7 +130,9 @@ class DestinationPolicy:
             return self.outbound  # names no account: `check` refuses it, and no client is exempt
         return None if key in self._own_keys() else self.outbound
 
-    def check(self, connection: str | None, container: str, *, reading: bool = False) -> None:
+    def check(
+        self, connection: str | None, container: str, *, reading: bool = False, confined: bool = False
+    ) -> None:
         """Refuse (DestinationRefused) writing to `container` through `connection` (None: the
         service's own storage). `reading`: a batch's source container, which may be any of the
         service's storage but its own records, keys and work data."""
@@ -156,8 +158,20 @@ class DestinationPolicy:
                     f"container {container!r} belongs to the service itself and is never read by a job",
                     "container",
                 )
+            if confined and self.holds_exports(container):
+                # Everyone's exports land there: a caller confined to its own jobs would read
+                # other people's files through a batch of its own.
+                raise DestinationRefused(
+                    f"container {container!r} holds the exports of every user (DESTINATION_CONTAINERS); "
+                    "only operators send from it",
+                    "container",
+                )
         elif own:
             self.check_own_container(container)
+
+    def holds_exports(self, container: str) -> bool:
+        """A container of the service's own storage that jobs write (DESTINATION_CONTAINERS)."""
+        return any(fnmatch.fnmatchcase(container, pattern) for pattern in self.own_containers)
 
     def check_own_container(self, container: str) -> None:
         if is_reserved(container) or container in self.reserved:
@@ -165,7 +179,7 @@ class DestinationPolicy:
                 f"container {container!r} belongs to the service itself and is never a destination",
                 "container",
             )
-        if not any(fnmatch.fnmatchcase(container, pattern) for pattern in self.own_containers):
+        if not self.holds_exports(container):
             allowed = ", ".join(self.own_containers) or "none"
             raise DestinationRefused(
                 f"in the service's own storage only the containers DESTINATION_CONTAINERS names may be "

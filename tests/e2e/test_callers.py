@@ -141,6 +141,30 @@ def test_the_front_door_serves_only_the_jobs_it_created(
     assert status.status_code == 404, status.text
 
 
+def test_a_confined_caller_cannot_read_the_exports_of_others(people: dict[str, httpx.Client]) -> None:
+    """Everyone's exports land in the containers DESTINATION_CONTAINERS names (here all): a batch
+    of one's own must not send them elsewhere, nor may the listing show them."""
+    batch = {"source": {"kind": "blob", "container": "exports"}, "items": ["callers/alice/Patient-1.ndjson"],
+             "destination": {"kind": "http_put", "base_url": "http://127.0.0.1:9/put", "url_template": "{base}/{name}"}}  # fmt: skip
+    r = people["bob"].post("api/batches", json=batch)
+    assert r.status_code == 400 and r.json()["error"]["field"] == "source.container", r.text
+    listing = people["bob"].get("api/sources/blob", params={"container": "exports"})
+    assert listing.status_code == 403 and listing.json()["error"]["field"] == "container", listing.text
+    assert people["master"].get("api/sources/blob", params={"container": "exports"}).status_code == 200
+
+
+def test_a_front_door_job_is_not_given_to_whom_its_headers_name(people: dict[str, httpx.Client]) -> None:
+    kickoff = people["default"].get(
+        "api/fhir/Patient/$export",
+        headers={"accept": "application/fhir+json", "prefer": "respond-async", "X-Requested-By": ALICE},
+    )  # fmt: skip
+    assert kickoff.status_code == 202, kickoff.text
+    job_id = kickoff.headers["Content-Location"].rsplit("/", 1)[1]
+    assert people["alice"].get(f"api/jobs/{job_id}").status_code == 404
+    assert people["alice"].delete(f"api/jobs/{job_id}").status_code == 404
+    assert people["master"].get(f"api/jobs/{job_id}").status_code == 200
+
+
 def test_absolute_urls_never_come_from_the_host_header(people: dict[str, httpx.Client], fhir: FhirTestServer,
                                                        service: RuntimeProcess) -> None:  # fmt: skip
     body = {**export_body(fhir, ["Patient"], "exports", "callers/host"), "requested_by": ALICE}

@@ -92,3 +92,16 @@ def test_listing_filter() -> None:
     with pytest.raises(Forbidden):
         alice.list_filter("bob@example.org")
     assert TRUSTED.list_filter("bob@example.org") == "bob@example.org"
+
+
+def test_a_front_door_job_is_never_owned_by_whom_its_headers_name() -> None:
+    alice = Caller("alice@example.org", False)
+    named = {"requested_by": "alice@example.org", "origin": "frontdoor"}
+    assert not alice.may_see(named) and not alice.may_act(named)
+    assert Caller("ops", True).may_act(named)
+
+
+def test_a_key_given_as_code_has_its_own_bucket() -> None:
+    a = caller_from_headers({}, principal_trusted=False, require_identity=False, query_key="k1")
+    b = caller_from_headers({}, principal_trusted=False, require_identity=False, query_key="k2")
+    assert a.bucket != b.bucket != "anonymous"
