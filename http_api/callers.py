@@ -9,7 +9,6 @@ when it names a loopback address; otherwise the URL is given relative to the hos
 
 from __future__ import annotations
 
-from typing import Final
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -17,11 +16,11 @@ import azure.functions as func
 from shared.callers import Caller, caller_from_headers
 from shared.deps import Deps, get_deps
 from shared.errors import PermanentError
+from shared.outbound import LOOPBACK_HOSTS
 from shared.rate_limit import RateLimiter
 
 __all__ = ["RateLimited", "caller_of", "public_base"]
 
-_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _limiters: dict[int, RateLimiter] = {}  # per configured rate: tests and reloads change it
 
 
@@ -63,7 +62,7 @@ def public_base(req: func.HttpRequest, deps: Deps | None = None) -> str:
         host, port = parts.hostname, parts.port
     except ValueError:
         return ""
-    if host not in _LOOPBACK or parts.scheme not in ("http", "https"):
+    if host not in LOOPBACK_HOSTS or parts.scheme not in ("http", "https"):
         return ""
     name = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{name}" + (f":{port}" if port else "")

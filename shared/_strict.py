@@ -34,15 +34,15 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from shared.errors import ValidationError
 
 # Simple on purpose: the mail server is the real judge; this catches typos and non-addresses.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 # Azure container names: 3-63 chars, lowercase letters, digits and single dashes, not at the ends.
-_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+CONTAINER_NAME: Final = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 # FHIR resource type names are PascalCase letters (Patient, MedicationRequest); anything else
 # would also let a caller walk a URL path (`../`). The one pattern the contracts, the source and
 # the Bulk Data front door check type names with.
 RESOURCE_TYPE: Final = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 # FHIR instant: full date, time with seconds, optional fraction, mandatory zone (FHIR R4 `instant`).
-_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+INSTANT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
 def join(path: str, key: str | int) -> str:
@@ -67,13 +67,13 @@ def check_http_url(field: str, value: str) -> str:
 
 
 def check_email(field: str, value: str) -> str:
-    if len(value) > 254 or not _EMAIL.match(value):
+    if len(value) > 254 or not EMAIL.match(value):
         raise ValidationError(field, "must be an e-mail address")
     return value
 
 
 def check_container_name(field: str, value: str) -> str:
-    if not _CONTAINER.match(value):
+    if not CONTAINER_NAME.match(value):
         raise ValidationError(
             field, "must be 3-63 lowercase letters, digits or single dashes, starting and ending alphanumeric"
         )
@@ -82,7 +82,7 @@ def check_container_name(field: str, value: str) -> str:
 
 def check_instant(field: str, value: str) -> str:
     """An ISO-8601 instant with seconds and a time zone; returned unchanged (servers take the text)."""
-    if not _INSTANT.match(value):
+    if not INSTANT.match(value):
         raise ValidationError(field, "must be an ISO-8601 instant such as 2024-01-31T00:00:00Z")
     try:
         datetime.fromisoformat(value)

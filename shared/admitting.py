@@ -28,7 +28,7 @@ from shared.admission import Admission, AdmitTask, Limits
 from shared.config import Settings
 from shared.deps import Deps
 from shared.jobs import JobState, is_terminal
-from shared.jobstore import JobUpdate, open_job_of
+from shared.jobstore import JobUpdate, current_admission, open_job_of
 from shared.sessions import AUTO_REQUESTER
 
 __all__ = ["admit", "heal_open_index", "heartbeat_s", "limits_of"]
@@ -69,7 +69,7 @@ def admit(task: AdmitTask, deps: Deps, *, now: dt.datetime | None = None) -> Adm
         return Admission(admitted=True)
     decision = admission.decide(job, deps.jobs.open_jobs(), limits)
     run = int(record.get("run", 0))
-    current = _current(record, run)
+    current = current_admission(record)
     since = _instant(current.get("since")) or now
     if decision.admitted:
         document: dict[str, Any] = {"run": run, "admitted": _stamp(now)}
@@ -108,14 +108,6 @@ def heal_open_index(deps: Deps) -> int:
         deps.jobs.reindex(job.job_id)
         healed += 1
     return healed
-
-
-def _current(record: Mapping[str, Any], run: int) -> dict[str, Any]:
-    """The admission document of the record's current run ({} for none, or an earlier run's)."""
-    found = record.get("admission")
-    if isinstance(found, Mapping) and found.get("run", 0) == run:
-        return dict(found)
-    return {}
 
 
 def _stamp(moment: dt.datetime) -> str:

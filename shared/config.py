@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from shared._strict import check_container_name, check_email, check_http_url
 from shared.auto_export_config import AutoExportConfig, parse_auto_export_config
 from shared.errors import PermanentError, ValidationError
-from shared.outbound import OutboundPolicy
+from shared.outbound import LOOPBACK_HOSTS, OutboundPolicy
 from shared.secrets.base import check_secret_name
 from shared.smart_clients import SmartClient, parse_smart_clients
 from shared.storage_policy import DestinationPolicy, parse_container_patterns
@@ -51,7 +51,6 @@ DEFAULT_RATE_LIMIT_PER_MINUTE: Final = 300
 # instance's workers carry without starving each other; sessions are long and mostly idle.
 DEFAULT_MAX_RUNNING_JOBS_PER_USER: Final = 4
 DEFAULT_MAX_RUNNING_JOBS_PER_KIND: Final = (("fhir-export", 8), ("batch", 16), ("session", 32))
-_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class SettingsError(PermanentError):
@@ -317,7 +316,7 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
     port = _port(values, "SMTP_PORT", DEFAULT_SMTP_PORT)
     # Unset: implicit TLS on 465; plain text to a relay on this machine (maildev, a local MTA) or
     # on the plain ports; STARTTLS anywhere else.
-    plain = port in PLAIN_SMTP_PORTS or smtp_host in _LOOPBACK_HOSTS
+    plain = port in PLAIN_SMTP_PORTS or smtp_host in LOOPBACK_HOSTS
     security = values.get("SMTP_SECURITY", "").lower() or (
         "tls" if port == 465 else "none" if plain else "starttls"
     )
@@ -328,7 +327,7 @@ def _mail(values: Mapping[str, str], smtp_host: str | None) -> dict[str, Any]:
     if (username is None) != (secret is None):
         missing = "SMTP_PASSWORD_SECRET" if secret is None else "SMTP_USERNAME"
         raise SettingsError(missing, "is required with SMTP_USERNAME/SMTP_PASSWORD_SECRET (both or neither)")
-    if username is not None and security == "none" and smtp_host not in _LOOPBACK_HOSTS:
+    if username is not None and security == "none" and smtp_host not in LOOPBACK_HOSTS:
         raise SettingsError("SMTP_SECURITY", "must be starttls or tls with SMTP_USERNAME (no clear text)")
     admins = tuple(a.strip() for a in values.get("MAIL_ADMINS", "").split(",") if a.strip())
     for address in admins:

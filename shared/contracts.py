@@ -83,7 +83,7 @@ __all__ = [
 
 MIB: Final = 1024 * 1024
 # Labels are for people and dashboards; the limits keep records and custom status small.
-_LABEL_KEY: Final = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+LABEL_KEY: Final = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _MAX_LABELS: Final = 20
 _SEARCH_PARAM: Final = re.compile(r"^[a-z_][A-Za-z0-9_-]{0,63}$")
 MAX_PATIENTS: Final = 1_000_000
@@ -352,7 +352,7 @@ def _labels(value: object) -> object:
     if len(value) > _MAX_LABELS:
         fail(f"must have at most {_MAX_LABELS} entries")
     for key, text in value.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+        if not isinstance(key, str) or not LABEL_KEY.match(key):
             fail("label names are 1..63 letters, digits, _ . or -", str(key))
         if not isinstance(text, str) or not 1 <= len(text) <= 256:
             fail("must be a string of 1..256 characters", key)

@@ -34,7 +34,7 @@ from shared.destination_claims import KEY_FIELD, conflicting_job, destination_ke
 from shared.errors import PermanentError, ValidationError
 from shared.export_tasks import JOB_ORCHESTRATOR, FinishTask, JobInput, type_instance_id
 from shared.jobs import JobState, is_terminal
-from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, new_record, utc_now
+from shared.jobstore import JobKind, JobUpdate, JobView, ListQuery, current_admission, new_record, utc_now
 from shared.outbound import OutboundRefused
 from shared.reconcile_plan import RuntimeStatus, Verdict, decide
 from shared.secrets.base import ROLE_DESTINATION, ROLE_SOURCE_AUTH, new_secret_name
@@ -289,9 +289,8 @@ def status_header(view: JobView, state: str) -> dict[str, Any]:
     """The part of every kind's status document that comes from the record alone. `waiting`: why
     a queued job has not started yet (the caps on running jobs, `shared.admitting`), else None."""
     record = view.record
-    admission = record.get("admission") or {}
-    current = admission.get("run", 0) == record.get("run", 0)
-    waiting = admission.get("waiting") if current and record["state"] == JobState.QUEUED.value else None
+    queued = record["state"] == JobState.QUEUED.value
+    waiting = current_admission(record).get("waiting") if queued else None
     return {
         "id": record["id"],
         "kind": record.get("kind") or JobKind.FHIR_EXPORT.value,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from shared import _strict, contracts
 from shared.batch_contracts import MAX_ITEMS
 from shared.contracts import MAX_PATIENTS
 from shared.destinations.http_put import AUTH_KINDS, CHECKSUM_HEADERS
@@ -27,12 +28,12 @@ __all__ = ["SCHEMAS", "ref"]
 
 Schema = dict[str, Any]
 
-# The patterns of shared/_strict.py (Python `re` syntax that is also ECMA-262).
-RESOURCE_TYPE: Final = "^[A-Z][A-Za-z]{1,63}$"
-CONTAINER: Final = "^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$"
-INSTANT: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-LABEL_KEY: Final = "^[A-Za-z0-9_.-]{1,63}$"
-EMAIL: Final = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
+# The contracts' own patterns (Python `re` syntax that is also ECMA-262), so the two cannot drift.
+RESOURCE_TYPE: Final = _strict.RESOURCE_TYPE.pattern
+CONTAINER: Final = _strict.CONTAINER_NAME.pattern
+INSTANT: Final = _strict.INSTANT.pattern
+LABEL_KEY: Final = contracts.LABEL_KEY.pattern
+EMAIL: Final = _strict.EMAIL.pattern
 GIB16: Final = 16 * 1024 * 1024 * 1024
 
 

@@ -31,12 +31,22 @@ import httpx
 
 from shared.errors import PermanentError
 
-__all__ = ["OutboundPolicy", "OutboundRefused", "Resolver", "guarded_transport", "system_resolver"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "OutboundPolicy",
+    "OutboundRefused",
+    "Resolver",
+    "guarded_transport",
+    "system_resolver",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]  # (host, port) -> IP addresses as text
 
 SCHEMES: Final = frozenset({"http", "https"})
+# The names of this machine, for the few places that trust a local peer more (plain SMTP, an http
+# JWKS URL, a request's own origin as the public base on a developer's machine).
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # Named on top of ipaddress's flags: Azure's wire server and the instance metadata endpoints.
 _METADATA: Final = frozenset(

@@ -26,6 +26,7 @@ import jwt
 
 from shared._strict import check_http_url
 from shared.errors import ValidationError
+from shared.outbound import LOOPBACK_HOSTS
 
 __all__ = [
     "ALGORITHMS",
@@ -45,7 +46,6 @@ _CLIENT_ID: Final = re.compile(r"^[!-~]{1,128}$")  # printable ASCII, no spaces;
 _SCOPE: Final = re.compile(r"^system/(\*|[A-Z][A-Za-z]{0,63})\.(read|rs)$")
 _FIELDS: Final = frozenset({"client_id", "jwks", "jwks_url", "scopes"})
 # Loopback names a JWKS URL may use with plain http (local testing only).
-_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def check_jwks_url(field_name: str, url: str) -> str:
     authenticated channel. Plain http is allowed for 127.0.0.1/localhost, for local testing."""
     check_http_url(field_name, url)
     parts = urlsplit(url)
-    if parts.scheme != "https" and parts.hostname not in _LOOPBACK:
+    if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
         raise ValidationError(field_name, "must be an https URL (http only on 127.0.0.1 or localhost)")
     return url
 

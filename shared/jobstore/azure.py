@@ -27,12 +27,13 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from shared.destinations.blob import container_client, storage_errors
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.jobstore.base import (
     INDEXED_LABELS,
     JobPage,
@@ -57,6 +58,7 @@ _JSON = ContentSettings(content_type="application/json")
 _CHUNK: Final = 30_000
 _MAX_CHUNKS: Final = 24
 _SCAN_PAGE: Final = 200
+_UPDATE_ATTEMPTS: Final = 8  # writers of one record at once: its orchestration, a reconcile, an admission
 OPEN_PARTITION: Final = "open"
 
 
@@ -139,12 +141,30 @@ class AzureJobStore:
         return True
 
     def update_record(self, job_id: str, update: JobUpdate) -> dict[str, Any]:
-        record = self.get_record(job_id)
-        if record is None:
-            raise KeyError(job_id)
-        changed = update.apply(record)
-        self.put_record(changed)
-        return changed
+        """Read, apply, write back only if nobody wrote in between (the blob's ETag), else again:
+        a job's orchestration, the reconciler and an admission check may update it at once, and
+        a lost write could bring a settled job back to `queued`. The memory twin holds a lock."""
+        self._ensure()
+        name = f"jobs/{job_id}.json"
+        for _ in range(_UPDATE_ATTEMPTS):
+            with storage_errors("read job record", job_id):
+                try:
+                    downloaded = self._c.download_blob(name)
+                except ResourceNotFoundError:
+                    raise KeyError(job_id) from None
+                record = dict(json.loads(downloaded.readall()))
+            changed = update.apply(record)
+            with storage_errors("write job record", job_id):
+                try:
+                    self._c.upload_blob(name, json.dumps(changed, sort_keys=True).encode(), overwrite=True,
+                                        content_settings=_JSON, etag=downloaded.properties.etag,
+                                        match_condition=MatchConditions.IfNotModified)  # fmt: skip
+                except ResourceModifiedError:
+                    continue  # another writer came first: apply the update to what it wrote
+            self._index_job(summary_of(changed))
+            self._index_open(changed)
+            return changed
+        raise TransientError(f"job record {job_id} kept changing under {_UPDATE_ATTEMPTS} updates; try again")
 
     def get_record(self, job_id: str) -> dict[str, Any] | None:
         self._ensure()

@@ -211,14 +211,20 @@ class OpenJob:
         return (self.submitted, self.job_id)
 
 
+def current_admission(record: Mapping[str, Any], run: int | None = None) -> dict[str, Any]:
+    """The record's admission document (`shared.admitting`) if it is about `run` (default: the
+    record's own run), else {}: an earlier run's admission says nothing about this one."""
+    found = record.get("admission")
+    wanted = record.get("run", 0) if run is None else run
+    return dict(found) if isinstance(found, Mapping) and found.get("run", 0) == wanted else {}
+
+
 def open_job_of(record: Mapping[str, Any]) -> OpenJob | None:
     """The record as an `OpenJob`, or None once it has ended. Records older than `submitted`
     take their `created` second."""
     state = str(record.get("state"))
     if state not in _UNFINISHED:
         return None
-    admission = record.get("admission") or {}
-    current = admission.get("run", 0) == record.get("run", 0)
     created = str(record.get("created") or "")
     return OpenJob(
         job_id=str(record["id"]),
@@ -226,7 +232,7 @@ def open_job_of(record: Mapping[str, Any]) -> OpenJob | None:
         requested_by=str(record.get("requested_by", "")),
         state=state,
         submitted=str(record.get("submitted") or created.replace("Z", ".000000Z")),
-        admitted=current and admission.get("admitted") is not None,
+        admitted=current_admission(record).get("admitted") is not None,
     )
 
 

@@ -123,3 +123,33 @@ def test_markers_round_trip_beside_the_record(store: JobStore) -> None:
     assert store.get_marker(job_id, "completed") is None
     store.put_marker(job_id, "completed", {"study_id": "st"})
     assert store.get_marker(job_id, "completed") == {"study_id": "st"}
+
+
+def test_an_update_racing_another_writer_applies_to_what_that_writer_wrote(azurite: Azurite) -> None:
+    """The admission check writes a job's record while its orchestration or the reconciler may
+    settle it: the slower writer must not put the older state back (the ETag makes it re-read)."""
+    store = AzureJobStore.connect(azurite.connection_string)
+    job_id = new_job(store)
+    upload = store._c.upload_blob
+    raced = []
+
+    def settle_first(*args: Any, **kwargs: Any) -> Any:
+        if "match_condition" in kwargs and not raced:  # update_record's write, after its read
+            raced.append(True)
+            store.update_record(job_id, JobUpdate(JobState.CANCELLED, last_error="cancelled meanwhile"))
+        return upload(*args, **kwargs)
+
+    store._c.upload_blob = settle_first  # type: ignore[method-assign]
+    try:
+        updated = store.update_record(job_id, JobUpdate(admission={"run": 0, "waiting": "behind 1 job"}))
+    finally:
+        store._c.upload_blob = upload  # type: ignore[method-assign]
+    assert raced
+    record = store.get_record(job_id)
+    assert record == updated
+    assert (
+        record is not None
+        and record["state"] == "cancelled"
+        and record["last_error"] == "cancelled meanwhile"
+    )
+    assert record["admission"] == {"run": 0, "waiting": "behind 1 job"}
