@@ -38,19 +38,53 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_RUNNING: Final = frozenset({"Running", "Pending", "ContinuedAsNew", "Suspended"})
+_DYING_WAIT_S: Final = 0.25  # an ended run's instance completes within moments of its record
+_DYING_TRIES: Final = 120
+
+
 class StartFailed(Exception):
     """The orchestration could not be started; the job was recorded as failed and its secrets dropped."""
 
 
 async def start(client: df.DurableOrchestrationClient, submitted: job_api.Submitted, deps: Deps) -> None:
-    job_id = submitted.job.job_id
+    """Start the job's orchestration. A retry reuses the job's instance id, and the failed run's
+    instance may still be completing (it records the end before it returns): it is given a
+    moment to complete, as the runtime refuses to replace a running instance."""
+    job_id, wanted = submitted.job.job_id, submitted.job
     telemetry.tag_job(job_id)
+    failure: Exception | None = None
+    for _ in range(_DYING_TRIES):
+        try:
+            await client.start_new(submitted.orchestrator, job_id, wanted.to_dict())
+            return
+        except Exception as exc:  # noqa: BLE001 - judged below by what the runtime now says
+            failure = exc
+        try:
+            running = await _running_run(client, job_id)
+        except Exception:  # noqa: BLE001 - the runtime does not answer: the start failed
+            break
+        if running is None:
+            break
+        if running >= wanted.run:  # it started after all (an answer lost on the way back)
+            return
+        await asyncio.sleep(_DYING_WAIT_S)
+    log.error("job %s: could not start the orchestration", job_id, exc_info=failure)
+    await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
+    raise StartFailed(job_id) from failure
+
+
+async def _running_run(client: df.DurableOrchestrationClient, job_id: str) -> int | None:
+    """The run number of the job's instance while it runs; None when it does not run. Raises
+    when the runtime does not answer."""
     try:
-        await client.start_new(submitted.orchestrator, job_id, submitted.job.to_dict())
-    except Exception as exc:
-        log.exception("job %s: could not start the orchestration", job_id)
-        await asyncio.to_thread(job_api.abandon, submitted, deps, "the export could not be started")
-        raise StartFailed(job_id) from exc
+        status = await client.get_status(job_id)
+    except TypeError:  # the SDK cannot build a status from a 404 without a body
+        return None
+    if getattr(status.runtime_status, "value", status.runtime_status) not in _RUNNING:
+        return None
+    current = _input(status.input_)
+    return int(current.get("run", 0)) if current is not None else 0
 
 
 async def runtime_status(client: df.DurableOrchestrationClient, job_id: str) -> RuntimeStatus:
@@ -135,11 +169,6 @@ async def reconcile_active(client: df.DurableOrchestrationClient, deps: Deps, li
     return settled
 
 
-_RUNNING: Final = frozenset({"Running", "Pending", "ContinuedAsNew", "Suspended"})
-_DYING_WAIT_S: Final = 0.25  # an ended run's instance completes within moments of its record
-_DYING_TRIES: Final = 120
-
-
 async def run_session(client: df.DurableOrchestrationClient, opened: Opened) -> None:
     """Make sure the session's orchestration runs `opened.input`'s run, and wake it.
 
@@ -150,14 +179,9 @@ async def run_session(client: df.DurableOrchestrationClient, opened: Opened) -> 
     job_id, wanted = opened.job_id, opened.input
     telemetry.tag_job(job_id)
     for _ in range(_DYING_TRIES):
-        try:
-            status = await client.get_status(job_id)
-            name = getattr(status.runtime_status, "value", status.runtime_status)
-        except TypeError:  # the SDK cannot build a status from a 404 without a body
-            name = None
-        if name in _RUNNING:
-            current = _input(status.input_)
-            if current is None or int(current.get("run", 0)) >= wanted.run:
+        running = await _running_run(client, job_id)
+        if running is not None:
+            if running >= wanted.run:
                 await client.raise_event(job_id, WAKE_EVENT, None)
                 return
             await asyncio.sleep(_DYING_WAIT_S)  # the ended run is completing
