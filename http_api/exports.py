@@ -20,6 +20,7 @@ import azure.functions as func
 from control import durable
 from http_api.callers import RateLimited, caller_of, public_base
 from shared import job_api
+from shared.admitting import TooManyJobs
 from shared.callers import Forbidden, Unauthenticated
 from shared.deps import get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
@@ -60,6 +61,8 @@ async def guarded(call: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
         return error(403, "forbidden", str(exc), exc.field)
     except RateLimited as exc:
         return error(429, "too_many_requests", str(exc), None, {"Retry-After": exc.retry_after})
+    except TooManyJobs as exc:
+        return error(429, "too_many_jobs", str(exc), None, {"Retry-After": exc.retry_after})
     except job_api.JobConflict as exc:
         return error(409, "conflict", str(exc), exc.field)
     except TransientError as exc:

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 NDJSON = "application/fhir+ndjson"
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ISSUE_CODES = {400: "invalid", 404: "not-found", 503: "transient"}
+_ISSUE_CODES = {400: "invalid", 404: "not-found", 429: "throttled", 503: "transient"}
 
 
 def _outcome(status: int, *issues: Issue, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -63,7 +63,11 @@ def _as_outcome(response: func.HttpResponse) -> func.HttpResponse:
     issue = Issue(
         _ISSUE_CODES.get(response.status_code, "exception"), str(error.get("message")), error.get("field")
     )
-    headers = {"Retry-After": "10"} if response.status_code == 503 else None
+    headers = None
+    if response.status_code == 503:
+        headers = {"Retry-After": "10"}
+    elif response.status_code == 429:  # over the caller's rate or MAX_OPEN_JOBS_PER_USER: its own wait
+        headers = {"Retry-After": response.headers.get("Retry-After", "60")}
     return _outcome(response.status_code, issue, headers=headers)
 
 

@@ -2,7 +2,8 @@
 hook that sends traces and logs to Azure Monitor (`configure_telemetry`, called by function_app.py).
 
 Function-key auth like the rest of the API: a scraper sends the key as the `x-functions-key`
-header (or `?code=`). The figures (`shared.metrics`) come from the job store and the outbox,
+header (or `?code=`), and is a caller like any other (`caller_of`: an identity when
+REQUIRE_IDENTITY is set, within the rate limit). The figures (`shared.metrics`) come from the job store and the outbox,
 cached per process for 15 s, and from the durable runtime (instances Pending or Running, one
 query, cached alike); request counts and latencies are this process's (`shared.request_metrics`).
 A source that cannot be read shows as its `bulk_export_*_up` gauge at 0, not as a failed scrape.
@@ -21,6 +22,7 @@ import azure.functions as func
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from http_api.callers import caller_of
 from http_api.exports import guarded
 from shared import telemetry
 from shared.deps import get_deps
@@ -68,6 +70,7 @@ async def orchestration_backlog(
 @bp.durable_client_input(client_name="client")
 async def metrics(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     async def scrape() -> func.HttpResponse:
+        caller_of(req)  # a scraper is a caller too: an identity when one is required, and a rate
         service = await asyncio.to_thread(service_metrics)
         instances = await orchestration_backlog(client, service.orchestrations)
         body = await asyncio.to_thread(service.render, instances)

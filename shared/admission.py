@@ -17,7 +17,9 @@ place of its kind, so one requester's long queue does not hold back the others' 
 
 Sessions are capped like the others, per kind and per their `requested_by`; a session without
 a named requester (`auto-export@sessions.invalid`, the service itself) is in `uncapped_users`
-and counts per kind only. The module also holds the admission activity's contracts and the
+and counts per kind only. `MAX_OPEN_JOBS_PER_USER` bounds the line itself: a requester with
+that many unfinished jobs has a new one refused (`open_cap_reason`), so one client's loop cannot
+fill the job store with waiting jobs that each poll it. The module also holds the admission activity's contracts and the
 back-off of a waiting job. No I/O, no clock.
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "Decision",
     "Limits",
     "decide",
+    "open_cap_reason",
     "wait_s",
 ]
 
@@ -59,6 +62,7 @@ class Limits:
     per_user: int = 0
     per_kind: Mapping[str, int] = field(default_factory=dict)
     uncapped_users: frozenset[str] = frozenset()  # lower case
+    open_per_user: int = 0  # unfinished jobs of one requester, queued ones included
 
     def applies(self, job: OpenJob) -> bool:
         """Whether a cap holds `job` back at all (else it starts at once, and nobody counts it)."""
@@ -112,6 +116,19 @@ def decide(job: OpenJob, open_jobs: Iterable[OpenJob], limits: Limits) -> Decisi
             f"waiting for {_jobs(ahead, job.kind)} (MAX_RUNNING_JOBS_PER_KIND {job.kind}={kind_cap})"
         )
     return Decision(admitted=False, reason="; ".join(reasons))
+
+
+def open_cap_reason(requested_by: str, open_jobs: Iterable[OpenJob], limits: Limits) -> str | None:
+    """Why a new job of `requested_by` is refused (they have as many unfinished jobs as
+    MAX_OPEN_JOBS_PER_USER allows), or None when it may be accepted."""
+    user = requested_by.lower()
+    if limits.open_per_user <= 0 or user in limits.uncapped_users:
+        return None
+    count = sum(1 for j in open_jobs if _user(j) == user)
+    if count < limits.open_per_user:
+        return None
+    return (f"{requested_by} has {count} unfinished jobs (MAX_OPEN_JOBS_PER_USER={limits.open_per_user}); "
+            "wait for some to end or cancel some")  # fmt: skip
 
 
 def wait_s(waited_s: float) -> float:

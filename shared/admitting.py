@@ -13,7 +13,10 @@ The record is written when the reason changes and at least every `heartbeat_s`, 
 waits its turn keeps showing signs of life to the stall check (`shared.reconcile_plan`); the
 status answer shows the reason as `waiting` (`shared.job_api.status_header`). `heal_open_index`
 drops the open-job rows whose record ended (a write that crashed between the two), so a stale
-row never holds a place for long. Reads and writes the job store only.
+row never holds a place for long. `check_room` refuses a new job (or a retry) of a requester
+with MAX_OPEN_JOBS_PER_USER unfinished jobs already (`TooManyJobs`, answered 429); concurrent
+submissions may pass it together, so the cap can be exceeded by a few, never by a loop.
+Reads and writes the job store only.
 """
 
 from __future__ import annotations
@@ -27,15 +30,26 @@ from shared import admission
 from shared.admission import Admission, AdmitTask, Limits
 from shared.config import Settings
 from shared.deps import Deps
+from shared.errors import PermanentError
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, current_admission, open_job_of
 from shared.sessions import AUTO_REQUESTER
 
-__all__ = ["admit", "heal_open_index", "heartbeat_s", "limits_of"]
+__all__ = ["TooManyJobs", "admit", "check_room", "heal_open_index", "heartbeat_s", "limits_of"]
 
 log = logging.getLogger(__name__)
 
 MAX_HEARTBEAT_S: Final = 300.0
+# When a refused requester may try again: jobs take minutes, so sooner would only be refused again.
+ROOM_RETRY_AFTER_S: Final = 60
+
+
+class TooManyJobs(PermanentError):
+    """The requester has as many unfinished jobs as allowed: 429 with Retry-After."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after = str(ROOM_RETRY_AFTER_S)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -43,7 +57,20 @@ def limits_of(settings: Settings) -> Limits:
         per_user=settings.max_running_jobs_per_user,
         per_kind=dict(settings.max_running_jobs_per_kind),
         uncapped_users=frozenset({AUTO_REQUESTER.lower()}),
+        open_per_user=settings.max_open_jobs_per_user,
     )
+
+
+def check_room(deps: Deps, requested_by: str) -> None:
+    """Refuse a new job (or a retry) of `requested_by` when they have MAX_OPEN_JOBS_PER_USER
+    unfinished jobs (TooManyJobs); the job store is read only when the cap is on."""
+    limits = limits_of(deps.settings)
+    if limits.open_per_user <= 0:
+        return
+    reason = admission.open_cap_reason(requested_by, deps.jobs.open_jobs(), limits)
+    if reason is not None:
+        log.info("new job refused: %s", reason)
+        raise TooManyJobs(reason)
 
 
 def heartbeat_s(settings: Settings) -> float:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from shared.admitting import check_room
 from shared.batch_contracts import BatchRequest, item_values, parse_batch_request
 from shared.batch_tasks import BATCH_ORCHESTRATOR, BatchInput, Counts, item_instance_id
 from shared.batching import FinishBatch, finish, part_name
@@ -90,6 +91,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None, caller: Caller =
             )
         except DestinationRefused as exc:
             raise ValidationError(f"source.{exc.part}", str(exc)) from None
+    check_room(deps, request.requested_by)
     key = claim_destination(deps, request.destination, secrets.get(request.destination.secret_name or ""),
                             dict(request.labels), share=request.options.share_destination)  # fmt: skip
     for name, value in secrets.items():

@@ -51,6 +51,8 @@ DEFAULT_RATE_LIMIT_PER_MINUTE: Final = 300
 # instance's workers carry without starving each other; sessions are long and mostly idle.
 DEFAULT_MAX_RUNNING_JOBS_PER_USER: Final = 4
 DEFAULT_MAX_RUNNING_JOBS_PER_KIND: Final = (("fhir-export", 8), ("batch", 16), ("session", 32))
+# Unfinished jobs per requester: far more than a person queues, far fewer than a runaway loop.
+DEFAULT_MAX_OPEN_JOBS_PER_USER: Final = 100
 
 
 class SettingsError(PermanentError):
@@ -122,6 +124,8 @@ class Settings:
     # a job above one waits `queued` in line; 0: no cap. Kind caps as (kind, cap) pairs.
     max_running_jobs_per_user: int = DEFAULT_MAX_RUNNING_JOBS_PER_USER
     max_running_jobs_per_kind: tuple[tuple[str, int], ...] = DEFAULT_MAX_RUNNING_JOBS_PER_KIND
+    # Unfinished jobs per requester (MAX_OPEN_JOBS_PER_USER): a new one over it is refused; 0: none.
+    max_open_jobs_per_user: int = DEFAULT_MAX_OPEN_JOBS_PER_USER
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -188,6 +192,9 @@ class Settings:
                 values, "MAX_RUNNING_JOBS_PER_USER", DEFAULT_MAX_RUNNING_JOBS_PER_USER, 10_000
             ),
             max_running_jobs_per_kind=_kind_caps(values),
+            max_open_jobs_per_user=_bounded(
+                values, "MAX_OPEN_JOBS_PER_USER", DEFAULT_MAX_OPEN_JOBS_PER_USER, 1_000_000
+            ),
         )
 
 

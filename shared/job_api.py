@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from shared import exporting
+from shared.admitting import check_room
 from shared.batch_contracts import BatchRequest
 from shared.batch_tasks import BatchInput
 from shared.callers import TRUSTED, Caller, Forbidden
@@ -126,6 +127,7 @@ def submit(body: Any, deps: Deps, *, job_id: str | None = None, caller: Caller =
     )
     check_outbound(deps, request.source.base_url, "source.base_url")
     check_blob_destination(deps, request.destination, secrets.destination)
+    check_room(deps, request.requested_by)
     key = claim_destination(deps, request.destination, secrets.destination, dict(request.labels),
                             share=request.options.share_destination)  # fmt: skip
     job_id = job_id or uuid.uuid4().hex
@@ -164,6 +166,7 @@ def retry(job_id: str, body: Any, deps: Deps, caller: Caller = TRUSTED) -> Submi
     record = view.record
     if record["state"] != JobState.FAILED.value:
         raise JobConflict(f"only a failed job can be retried; job {job_id} is {record['state']}")
+    check_room(deps, str(record["requested_by"]))
     kind = _kind_module(record)
     if kind is not None:
         submitted: Submitted = kind.retry(view, body, deps)

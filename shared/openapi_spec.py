@@ -122,7 +122,8 @@ _RESPONSES: Final = {
     "Forbidden": _answer("The caller may not do this (another's name, a system job).", ref("Error")),
     "TooLarge": _answer("The body is larger than the route takes.", ref("Error")),
     "TooMany": _answer(
-        "Over the caller's request rate (RATE_LIMIT_PER_MINUTE); `Retry-After` says when to come back.",
+        "Over the caller's request rate (RATE_LIMIT_PER_MINUTE), or, for a new job or a retry, the "
+        "requester has MAX_OPEN_JOBS_PER_USER unfinished jobs; `Retry-After` says when to come back.",
         ref("Error"),
     ),
     "FhirBadRequest": _answer(

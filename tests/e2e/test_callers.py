@@ -222,6 +222,7 @@ def test_identity_required_refuses_callers_without_one(
         with as_key(rt, rt.function_key) as anonymous, as_key(rt, "alice-key-" + "a" * 30) as alice:
             r = anonymous.get("api/jobs")
             assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated", r.text
+            assert anonymous.get("api/metrics").status_code == 401
             answers = [alice.get("api/jobs") for _ in range(6)]
             assert [a.status_code for a in answers[:5]] == [200] * 5
             assert answers[5].status_code == 429 and int(answers[5].headers["Retry-After"]) >= 1

@@ -1,7 +1,8 @@
 """End to end: the caps on running jobs, with MAX_RUNNING_JOBS_PER_USER=1. One user's batches run
 one at a time in submission order and all succeed, the waiting ones `queued` saying why; another
 user's batch is not held back; cancelling a waiting batch ends it `cancelled` at once, and the
-next one starts when its turn comes. The destination is a PUT server that holds each upload
+next one starts when its turn comes. With MAX_OPEN_JOBS_PER_USER=3 a fourth unfinished batch of
+one user is refused with 429, and accepted once one of the three has ended. The destination is a PUT server that holds each upload
 until the test lets it through, so "running" lasts exactly as long as the test says."""
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def fhir() -> Iterator[FhirTestServer]:
 def service(
     azurite: Azurite, fhir: FhirTestServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RuntimeProcess]:
-    rt = start_service(azurite, fhir, Path(tmp_path_factory.mktemp("limits")), MAX_RUNNING_JOBS_PER_USER="1")
+    rt = start_service(azurite, fhir, Path(tmp_path_factory.mktemp("limits")), MAX_RUNNING_JOBS_PER_USER="1",
+                       MAX_OPEN_JOBS_PER_USER="3")  # fmt: skip
     try:
         yield rt
     finally:
@@ -203,3 +205,23 @@ def test_cancelling_a_waiting_job_ends_it_at_once_and_the_next_one_starts(
     put.release("carol-3")
     assert wait(client, third, timeout=60)["state"] == "succeeded"
     assert "carol-2" not in put.arrived
+
+
+def test_a_fourth_unfinished_job_is_refused_until_one_ends(
+    client: ExportClient, azurite: Azurite, put: HoldingPutServer
+) -> None:
+    user = "dave@example.com"
+    put.hold("dave-1")
+    jobs = [start(client, batch(azurite, put, f"dave-{n}", user)) for n in (1, 2, 3)]
+    under_way(put, "dave-1")
+    r = client.http.post(client.rt.url("api/batches"), json=batch(azurite, put, "dave-4", user))
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "too_many_jobs" and r.headers["Retry-After"] == "60"
+    assert "MAX_OPEN_JOBS_PER_USER=3" in r.json()["error"]["message"]
+    other = start(client, batch(azurite, put, "erin-1", "erin@example.com"))  # others are not refused
+    assert client.http.delete(client.rt.url(f"api/batches/{jobs[2]}")).status_code == 202
+    assert wait(client, jobs[2], timeout=30)["state"] == "cancelled"
+    jobs[2] = start(client, batch(azurite, put, "dave-4", user))  # a place is free again
+    put.release("dave-1")
+    for job in [*jobs, other]:
+        assert wait(client, job, timeout=60)["state"] == "succeeded"

@@ -40,6 +40,7 @@ def service_env(azurite: Azurite, fhir: FhirTestServer, tmp: Path, **extra: str)
         # the next one's line; the caps' own tests set them (tests/e2e/test_job_limits.py).
         "MAX_RUNNING_JOBS_PER_USER": "0",
         "MAX_RUNNING_JOBS_PER_KIND": "fhir-export=0,batch=0,session=0",
+        "MAX_OPEN_JOBS_PER_USER": "0",
     }
     env.update(extra)
     return env

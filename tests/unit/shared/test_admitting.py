@@ -219,9 +219,30 @@ def test_the_caps_come_from_the_settings_and_a_bad_one_names_its_setting(tmp_pat
     limits = admitting.limits_of(given.settings)
     assert limits.per_user == 0 and dict(limits.per_kind) == {"fhir-export": 8, "batch": 2, "session": 0}
     assert limits.uncapped_users == {AUTO_REQUESTER}
+    assert limits.open_per_user == 100
     for name, value in [("MAX_RUNNING_JOBS_PER_USER", "-1"), ("MAX_RUNNING_JOBS_PER_USER", "many"),
+                        ("MAX_OPEN_JOBS_PER_USER", "-1"), ("MAX_OPEN_JOBS_PER_USER", "lots"),
                         ("MAX_RUNNING_JOBS_PER_KIND", "fax=2"), ("MAX_RUNNING_JOBS_PER_KIND", "batch"),
                         ("MAX_RUNNING_JOBS_PER_KIND", "batch=1,batch=2"), ("MAX_RUNNING_JOBS_PER_KIND", "batch=-3")]:  # fmt: skip
         with pytest.raises(SettingsError) as raised:
             make_deps(tmp_path, **{name: value})
         assert raised.value.setting == name, (name, value)
+
+
+def test_a_requester_with_as_many_unfinished_jobs_as_allowed_gets_no_new_one(tmp_path: Path) -> None:
+    deps = make_deps(tmp_path, MAX_OPEN_JOBS_PER_USER="2")
+    submit(deps, "j1", "A@example.com")
+    admitting.check_room(deps, "a@example.com")  # one unfinished: room for another
+    submit(deps, "j2", "a@example.com", JobKind.FHIR_EXPORT)  # any kind counts
+    with pytest.raises(admitting.TooManyJobs) as refused:
+        admitting.check_room(deps, "a@Example.com")
+    assert str(refused.value) == (
+        "a@Example.com has 2 unfinished jobs (MAX_OPEN_JOBS_PER_USER=2); wait for some to end or cancel some"
+    )
+    assert refused.value.retry_after == "60"
+    admitting.check_room(deps, "b@example.com")  # others are not held back
+    admitting.check_room(deps, AUTO_REQUESTER)  # nor the service's own sessions
+    deps.jobs.update_record("j1", JobUpdate(JobState.CANCELLED))
+    admitting.check_room(deps, "a@example.com")  # an ended job frees its place
+    submit(deps, "j3", "a@example.com")
+    admitting.check_room(make_deps(tmp_path, deps.jobs, MAX_OPEN_JOBS_PER_USER="0"), "a@example.com")

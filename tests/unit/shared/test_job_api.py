@@ -3,6 +3,7 @@ mark a cancel, retry a failed export, and settle a verdict; what the HTTP adapte
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from shared import job_api
+from shared.admitting import TooManyJobs
 from shared.config import Settings
 from shared.deps import Deps
 from shared.errors import ValidationError
@@ -116,3 +118,18 @@ def test_retry_resumes_failed_types_and_keeps_succeeded_ones(deps: Deps) -> None
         and record["run"] == 1
         and record["finished"] is None
     )
+
+
+def test_new_jobs_and_retries_over_the_open_jobs_cap_are_refused(deps: Deps) -> None:
+    capped = replace(deps, settings=replace(deps.settings, max_open_jobs_per_user=1))
+    first = job_api.submit(body(), capped).job.job_id
+    with pytest.raises(TooManyJobs):
+        job_api.submit(body(destination={"kind": "blob", "container": "exports", "path_prefix": "y"}), capped)
+    job_api.settle(job_api.find(first, capped), Verdict(JobState.FAILED, "HTTP 403"), capped)  # type: ignore[arg-type]
+    second = job_api.submit(
+        body(destination={"kind": "blob", "container": "exports", "path_prefix": "y"}), capped
+    )
+    with pytest.raises(TooManyJobs):  # a retry is one more unfinished job too
+        job_api.retry(first, {"source": {"auth_secret": "tok-2"}}, capped)
+    assert deps.jobs.get_record(first)["state"] == "failed"  # type: ignore[index]
+    assert deps.jobs.get_record(second.job.job_id)["state"] == "queued"  # type: ignore[index]
