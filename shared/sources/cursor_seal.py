@@ -12,9 +12,11 @@ cursors are accepted by `unseal` as they are (jobs checkpointed before sealing e
 
     sealed:1:<key id>:<base64url(nonce + ciphertext), unpadded>
 
-The key id (8 hex digits of a digest of the key) tells a key replaced by a racing first use on
-another instance: the key is read again once, and a cursor that still does not match fails the
-page permanently with a message that says so. Never puts a cursor or the key into a message.
+The key id (8 hex digits of a digest of the key) names the key a cursor was sealed with. Each key
+is kept twice: as `cursor-sealing-key-<key id>`, written first and never replaced, and as
+`cursor-sealing-key`, the key new cursors are sealed with. When two instances race on first use,
+the second write replaces the current key, but a cursor sealed with the first still opens
+anywhere through its id. Never puts a cursor or the key into a message.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -36,7 +39,7 @@ from shared.errors import PermanentError, SourceDataError
 from shared.secrets.base import SecretNotFoundError, SecretStore
 from shared.sources._http import redact_url
 
-__all__ = ["MAX_SEALED_LENGTH", "PREFIX", "SEALING_KEY_SECRET", "CursorSeal", "needs_sealing"]
+__all__ = ["MAX_SEALED_LENGTH", "PREFIX", "SEALING_KEY_SECRET", "CursorSeal", "key_secret", "needs_sealing"]
 
 SEALING_KEY_SECRET: Final = "cursor-sealing-key"  # one name: every instance shares the key
 PREFIX: Final = "sealed:1:"
@@ -44,6 +47,7 @@ PREFIX: Final = "sealed:1:"
 MAX_SEALED_LENGTH: Final = 16_384
 _NONCE_BYTES: Final = 12
 _AAD: Final = b"bulk-export cursor v1"
+_KID: Final = re.compile(r"[0-9a-f]{8}")
 
 
 def needs_sealing(cursor: str) -> bool:
@@ -58,6 +62,11 @@ class _Key:
     kid: str
 
 
+def key_secret(kid: str) -> str:
+    """The name under which the key with id `kid` is kept for good."""
+    return f"{SEALING_KEY_SECRET}-{kid}"
+
+
 def _key_from(value: str) -> _Key:
     raw = hashlib.sha256(value.encode()).digest()  # any secret text -> 32 key bytes
     kid = hashlib.sha256(b"cursor key id:" + raw).hexdigest()[:8]
@@ -65,18 +74,19 @@ def _key_from(value: str) -> _Key:
 
 
 class CursorSeal:
-    """Seals and opens cursors; one per process (it caches the key). `store` is called only when
-    a cursor needs the key, so sources without credentials in their links never reach it."""
+    """Seals and opens cursors; one per process (it caches the keys). `store` is called only when
+    a cursor needs a key, so sources without credentials in their links never reach it."""
 
     def __init__(self, store: Callable[[], SecretStore]) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._key: _Key | None = None
+        self._current: _Key | None = None  # what this process seals with
+        self._keys: dict[str, _Key] = {}  # every key it has opened with, by id
 
     def seal(self, cursor: str | None) -> str | None:
         if cursor is None or not needs_sealing(cursor):
             return cursor
-        key = self._current(create=True)
+        key = self._sealing_key()
         nonce = os.urandom(_NONCE_BYTES)
         data = nonce + key.aead.encrypt(nonce, cursor.encode(), _AAD)
         body = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -91,14 +101,9 @@ class CursorSeal:
         if cursor is None or not cursor.startswith(PREFIX):
             return cursor
         kid, _, body = cursor.removeprefix(PREFIX).partition(":")
-        key = self._current(create=False)
-        if key.kid != kid:  # replaced by another instance's first use since this one read it
-            key = self._current(create=False, reread=True)
-        if key.kid != kid:
-            raise PermanentError(
-                f"the checkpoint's cursor was sealed with a key the secret store no longer holds "
-                f"(secret {SEALING_KEY_SECRET!r}); the type must be exported again"
-            )
+        if not _KID.fullmatch(kid):
+            raise PermanentError("the checkpoint's cursor is damaged: it does not decrypt")
+        key = self._key(kid)
         try:
             # Strict: the lenient decoder would ignore characters, so a damaged text could open.
             data = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
@@ -106,24 +111,44 @@ class CursorSeal:
         except (InvalidTag, ValueError, binascii.Error):
             raise PermanentError("the checkpoint's cursor is damaged: it does not decrypt") from None
 
-    def _current(self, *, create: bool, reread: bool = False) -> _Key:
+    def _sealing_key(self) -> _Key:
         # One lock around the whole read-or-create: the activities of one process run in
-        # threads, and two first uses racing would each seal with a key of their own, one of
-        # which the store then no longer holds.
+        # threads, and two first uses racing would each create a key of their own.
         with self._lock:
-            if self._key is not None and not reread:
-                return self._key
+            if self._current is None:
+                store = self._store()
+                try:
+                    key = _key_from(store.get(SEALING_KEY_SECRET))
+                except SecretNotFoundError:
+                    value = secrets.token_urlsafe(32)
+                    key = _key_from(value)
+                    # Kept under its id first: another instance racing on first use may replace
+                    # the current key, and cursors sealed with this one must still open.
+                    store.set(key_secret(key.kid), value)
+                    store.set(SEALING_KEY_SECRET, value)
+                self._current = self._keys[key.kid] = key
+            return self._current
+
+    def _key(self, kid: str) -> _Key:
+        """The key with id `kid`: the current one, else the one kept under its id."""
+        with self._lock:
+            if kid in self._keys:
+                return self._keys[kid]
             store = self._store()
             try:
-                value = store.get(SEALING_KEY_SECRET)
+                current = _key_from(store.get(SEALING_KEY_SECRET))
             except SecretNotFoundError:
-                if not create:
+                raise PermanentError(
+                    f"the checkpoint's cursor is sealed, but the secret store holds no key "
+                    f"(secret {SEALING_KEY_SECRET!r}); the type must be exported again"
+                ) from None
+            self._keys[current.kid] = current
+            if current.kid != kid:
+                try:
+                    self._keys[kid] = _key_from(store.get(key_secret(kid)))
+                except SecretNotFoundError:
                     raise PermanentError(
-                        f"the checkpoint's cursor is sealed, but the secret store holds no key "
-                        f"(secret {SEALING_KEY_SECRET!r}); the type must be exported again"
+                        f"the checkpoint's cursor was sealed with a key the secret store no longer "
+                        f"holds (secret {key_secret(kid)!r}); the type must be exported again"
                     ) from None
-                store.set(SEALING_KEY_SECRET, secrets.token_urlsafe(32))
-                # Read back: when instances race on first use, the last write wins for everyone.
-                value = store.get(SEALING_KEY_SECRET)
-            self._key = _key_from(value)
-            return self._key
+            return self._keys[kid]

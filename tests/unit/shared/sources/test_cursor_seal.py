@@ -15,6 +15,7 @@ from shared.sources.cursor_seal import (
     PREFIX,
     SEALING_KEY_SECRET,
     CursorSeal,
+    key_secret,
     needs_sealing,
 )
 
@@ -53,8 +54,11 @@ def test_a_cursor_with_a_token_is_sealed_and_opens_again() -> None:
     assert sealed is not None and sealed.startswith(PREFIX)
     assert TOKEN not in sealed and "fhir.example.test" not in sealed
     assert seal_over(store).unseal(sealed) == WITH_TOKEN  # another process, the same store
-    assert list(store.values) == [SEALING_KEY_SECRET]
-    assert check_secret_name("n", SEALING_KEY_SECRET) == SEALING_KEY_SECRET
+    kid = sealed.removeprefix(PREFIX).split(":")[0]
+    assert sorted(store.values) == [SEALING_KEY_SECRET, key_secret(kid)]
+    assert store.values[SEALING_KEY_SECRET] == store.values[key_secret(kid)]
+    for name in store.values:
+        assert check_secret_name("n", name) == name
 
 
 def test_sealing_twice_gives_different_texts_that_open_alike() -> None:
@@ -69,7 +73,7 @@ def test_the_key_is_read_once_per_process() -> None:
     seal = seal_over(store)
     for _ in range(5):
         assert seal.unseal(seal.seal(WITH_TOKEN)) == WITH_TOKEN
-    assert store.reads == 2  # not found, then read back after creating it
+    assert store.reads == 1  # not found, then created
 
 
 @pytest.mark.parametrize("cursor", [PLAIN, None, "0:1", "opaque-server-cursor"])
@@ -103,6 +107,17 @@ def test_a_key_replaced_by_another_instance_is_read_again() -> None:
     store.values[SEALING_KEY_SECRET] = "written-by-a-racing-instance"
     theirs = seal_over(store).seal(WITH_TOKEN)
     assert mine.unseal(theirs) == WITH_TOKEN
+
+
+def test_cursors_sealed_by_two_instances_racing_on_first_use_both_open_everywhere() -> None:
+    store = FakeSecrets()
+    first, second = seal_over(store), seal_over(store)
+    by_first = first.seal(WITH_TOKEN)
+    current = store.values.pop(SEALING_KEY_SECRET)  # the second read before the first wrote
+    by_second = second.seal(WITH_TOKEN)
+    assert store.values[SEALING_KEY_SECRET] != current  # the second write won
+    for instance in (seal_over(store), first, second):
+        assert instance.unseal(by_first) == instance.unseal(by_second) == WITH_TOKEN
 
 
 def test_a_lost_key_fails_permanently_naming_the_secret() -> None:
