@@ -29,6 +29,7 @@ from orchestrators.common import (
     CONTINUE,
     SERVICE_RETRY,
     Gen,
+    call_retrying,
     record_job,
     wait_turn,
     wait_unless_cancelled,
@@ -76,9 +77,10 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
                 context.continue_as_new(job.to_dict())
                 return None
         try:
-            prepared = StepOutcome.from_dict(
-                (yield context.call_activity_with_retry(PREPARE_ACTIVITY, retry, job.to_dict()))
-            )
+            if job.waits_turn:  # a run started since retries became cancellable (see BatchInput)
+                raw = yield from call_retrying(context, PREPARE_ACTIVITY, job.to_dict(), options.retry)
+            else:
+                raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, retry, job.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
             failures = job.consecutive_failures + 1
             error = readable(exc)
@@ -96,6 +98,7 @@ def batch_job(context: df.DurableOrchestrationContext) -> Gen:
                 return (yield from _finish(context, job, JobState.CANCELLED, None))
             context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
             return None
+        prepared = StepOutcome(cancelled=True) if raw == CANCELLED else StepOutcome.from_dict(raw)
         if prepared.cancelled:
             return (yield from _finish(context, job, JobState.CANCELLED, None))
         if prepared.error:

@@ -1,5 +1,5 @@
-"""What every job kind's orchestrations share: cancellable waits, the job-record writes, and
-waiting a job's turn under the caps on running jobs (`wait_turn`).
+"""What every job kind's orchestrations share: cancellable waits and retries (`call_retrying`),
+the job-record writes, and waiting a job's turn under the caps on running jobs (`wait_turn`).
 
 Deterministic like the orchestrators that use it: times come from the context; the writes are
 activity calls (`export_record`), retried patiently because they go to the service's own storage.
@@ -19,6 +19,7 @@ from shared.admission import ADMIT_ACTIVITY, Admission, AdmitTask
 from shared.error_text import readable
 from shared.export_tasks import CANCEL_EVENT, RECORD_ACTIVITY, RecordUpdate
 from shared.jobstore import JobUpdate, PartUpdate
+from shared.retry import RetryPolicy
 
 Gen = Generator[Any, Any, Any]
 
@@ -46,6 +47,29 @@ def wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: floa
     cancel = context.wait_for_external_event(CANCEL_EVENT)
     timer = wait(context, seconds)
     return (yield context.task_any([timer, cancel])) == cancel
+
+
+def call_retrying(
+    context: df.DurableOrchestrationContext, activity: str, payload: Any, policy: RetryPolicy
+) -> Gen:
+    """Call `activity` under a job's retry policy, as `call_activity_with_retry` would (up to
+    `policy.max_attempts` attempts, `first_retry_interval_ms` apart), but wait each interval
+    through `wait_unless_cancelled`: the runtime's own retry waits out its timer whatever comes,
+    so a cancel during an hour-long interval would wait the hour. A cancel raised during an
+    attempt is kept by the SDK until the next wait listens for it.
+
+    The activity's answer; `CANCELLED` when a cancel came during a wait; the last failure raised
+    once every attempt failed."""
+    attempt = 1
+    while True:
+        try:
+            return (yield context.call_activity(activity, payload))
+        except Exception:
+            if attempt >= policy.max_attempts:
+                raise
+        if (yield from wait_unless_cancelled(context, policy.first_retry_interval_ms / 1000)):
+            return CANCELLED
+        attempt += 1
 
 
 def record_job(context: df.DurableOrchestrationContext, job_id: str, update: JobUpdate) -> Any:

@@ -37,6 +37,7 @@ from orchestrators.common import (
     CONTINUE,
     SERVICE_RETRY,
     Gen,
+    call_retrying,
     record_job,
     record_part,
     wait_turn,
@@ -85,7 +86,10 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
             context.continue_as_new(job.to_dict())
             return None
     try:
-        raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())
+        if job.waits_turn:  # a run started since retries became cancellable (see JobInput)
+            raw = yield from call_retrying(context, PREPARE_ACTIVITY, job.to_dict(), options.retry)
+        else:
+            raw = yield context.call_activity_with_retry(PREPARE_ACTIVITY, _retry(request), job.to_dict())
     except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
         error = readable(exc)
         failures = job.consecutive_failures + 1
@@ -99,7 +103,7 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
             return (yield from _finish(context, job, "cancelled", [], None))
         context.continue_as_new(replace(job, consecutive_failures=failures).to_dict())
         return None
-    prepared = StepOutcome.from_dict(raw)
+    prepared = StepOutcome(cancelled=True) if raw == CANCELLED else StepOutcome.from_dict(raw)
     if prepared.cancelled:
         return (yield from _finish(context, job, "cancelled", [], None))
     if prepared.error:
@@ -117,7 +121,8 @@ def export_job(context: df.DurableOrchestrationContext) -> Gen:
         while pending and len(running) < options.parallel_types:
             resource_type = pending.pop(0)
             start = job.resume.get(resource_type) or TypeCheckpoint(type=resource_type)
-            child = TypeInput(job_id=job.job_id, request=request, checkpoint=start)
+            child = TypeInput(job_id=job.job_id, request=request, checkpoint=start,
+                              cancellable_retries=job.waits_turn)  # fmt: skip
             task = context.call_sub_orchestrator(
                 TYPE_ORCHESTRATOR, child.to_dict(), type_instance_id(job.job_id, resource_type, job.run)
             )
@@ -187,9 +192,14 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             query=cp.query,
         )
         try:
-            raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
+            if given.cancellable_retries:
+                raw = yield from call_retrying(context, PAGE_ACTIVITY, task.to_dict(), options.retry)
+            else:
+                raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
             return (yield from _type_failure(context, given, last_commit, readable(exc)))
+        if raw == CANCELLED:
+            return plan.type_outcome(cp, "cancelled")
         out = PageOutcome.from_dict(raw)
         if out.cancelled:
             return plan.type_outcome(cp, "cancelled")
@@ -230,15 +240,11 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 return plan.type_outcome(last_commit, "failed", result.error)
             if decision.done:
                 return plan.type_outcome(after, "succeeded")
-            context.continue_as_new(
-                TypeInput(job_id=given.job_id, request=request, checkpoint=after).to_dict()
-            )
+            context.continue_as_new(replace(given, checkpoint=after).to_dict())
             return None
         if decision.checkpoint:  # pages read, nothing staged: a checkpoint needs no commit
             resume = replace(cp, consecutive_failures=0)
-            context.continue_as_new(
-                TypeInput(job_id=given.job_id, request=request, checkpoint=resume).to_dict()
-            )
+            context.continue_as_new(replace(given, checkpoint=resume).to_dict())
             return None
         if decision.done:  # the last page brought nothing new to commit
             done = replace(cp, done=True)
@@ -279,7 +285,5 @@ def _type_failure(
     if (yield from wait_unless_cancelled(context, wait_s)):
         return plan.type_outcome(last_commit, "cancelled")
     resume = replace(last_commit, consecutive_failures=failures)
-    context.continue_as_new(
-        TypeInput(job_id=given.job_id, request=given.request, checkpoint=resume).to_dict()
-    )
+    context.continue_as_new(replace(given, checkpoint=resume).to_dict())
     return None

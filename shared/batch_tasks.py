@@ -73,8 +73,9 @@ class BatchInput(Contract):
     counts: Counts = Counts()
     prepared: bool = False
     consecutive_failures: Count = 0  # of the preparation
-    # Set by every path that starts a run since the caps on running jobs came: a run started
-    # before them (its input has no such field) replays as it was started, without the wait.
+    # Set by every path that starts a run since the caps on running jobs and the cancellable
+    # retries (`orchestrators.common.call_retrying`) came: a run started before them (its input
+    # has no such field) replays as it was started, without the wait, with the runtime's retries.
     waits_turn: bool = False
 
 

@@ -28,6 +28,7 @@ from shared.items.factory import make_item_source
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, utc_now
 from shared.outcome_mail import queue_outcome
+from shared.preparing import note_retrying
 
 __all__ = ["finish", "next_items", "part_name", "prepare", "transfer"]
 
@@ -84,6 +85,9 @@ def prepare(task: BatchInput, deps: Deps) -> StepOutcome:
     try:
         _source(task.request, deps)
         check_destination(task.request.destination, deps)
+    except TransientError as exc:
+        note_retrying(deps, task.job_id, exc)
+        raise
     except PermanentError as exc:
         log.warning("batch %s: preparation failed permanently: %s", task.job_id, exc)
         return StepOutcome(error=readable(exc))

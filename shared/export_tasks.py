@@ -68,8 +68,9 @@ class JobInput(Contract):
     run: Count = 0
     resume: dict[str, TypeCheckpoint] = {}
     completed: Items[dict[str, Any]] = ()
-    # Set by every path that starts a run since the caps on running jobs came: a run started
-    # before them (its input has no such field) replays as it was started, without the wait.
+    # Set by every path that starts a run since the caps on running jobs and the cancellable
+    # retries (`orchestrators.common.call_retrying`) came: a run started before them (its input
+    # has no such field) replays as it was started, without the wait, with the runtime's retries.
     waits_turn: bool = False
 
 
@@ -79,6 +80,9 @@ class TypeInput(Contract):
     job_id: str
     request: ExportRequest
     checkpoint: TypeCheckpoint
+    # The job's `waits_turn`: pages are retried through `call_retrying` (a type started before
+    # that has no such field and replays with the runtime's retries).
+    cancellable_retries: bool = False
 
 
 class StepOutcome(Contract):

@@ -21,11 +21,12 @@ from shared.deps import Deps
 from shared.destinations.base import Destination, block_id
 from shared.destinations.factory import make_destination
 from shared.destinations.staged_put import StagedPutDestination
-from shared.errors import PermanentError, RetryAfterError
+from shared.errors import PermanentError, RetryAfterError, TransientError
 from shared.export_tasks import CommitAndRecord, FinishTask, JobInput, PageOutcome, RecordUpdate, StepOutcome
 from shared.jobs import JobState, is_terminal
 from shared.jobstore import JobUpdate, utc_now
 from shared.outcome_mail import queue_outcome
+from shared.preparing import note_retrying
 from shared.reconcile_plan import settle_part
 from shared.sources.base import Page, Searches, Source
 from shared.sources.cursor_seal import CursorSeal
@@ -158,6 +159,9 @@ def prepare(job: JobInput, deps: Deps) -> StepOutcome:
     try:
         _destination(job.request, deps, job.job_id).check_connection()
         _source(job.request, deps, job.job_id).check_connection()
+    except TransientError as exc:
+        note_retrying(deps, job.job_id, exc)
+        raise
     except PermanentError as exc:
         log.warning("job %s: preparation failed permanently: %s", job.job_id, exc)
         return StepOutcome(error=str(exc))

@@ -54,6 +54,9 @@ class FakeContext:
     def call_activity_with_retry(self, name: str, retry: Any, payload: Any) -> Task:
         return self._task(Task("activity", name, payload))
 
+    def call_activity(self, name: str, payload: Any) -> Task:
+        return self._task(Task("activity", name, payload))
+
     def create_timer(self, fire_at: dt.datetime) -> Task:
         return self._task(Task("timer", payload=(fire_at - T0).total_seconds()))
 
