@@ -18,13 +18,12 @@ import azure.functions as func
 
 from control import durable
 from http_api.callers import caller_of
-from http_api.exports import accept, error, guarded, json_answer
+from http_api.exports import accept, durable_retry, error, guarded, json_answer
 from shared import batch_api, job_api
 from shared.callers import Caller
 from shared.deps import Deps, get_deps
 from shared.errors import ValidationError
 from shared.jobstore import JobKind, JobView
-from shared.request_body import parse_json
 
 bp = df.Blueprint()
 
@@ -93,22 +92,3 @@ async def retry_batch(req: func.HttpRequest, client: df.DurableOrchestrationClie
         return await durable_retry(req, client, job_id, caller)
 
     return await guarded(run)
-
-
-async def durable_retry(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient, job_id: str, caller: Caller | None = None
-) -> func.HttpResponse:
-    """POST .../retry for any kind: re-queue through `job_api.retry`, start, answer the status."""
-    deps = get_deps()
-    caller = caller or caller_of(req, deps)
-    body = parse_json(req.get_body(), empty=None)
-    submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps, caller)
-    if submitted is None:
-        return error(404, "not_found", f"no job {job_id!r}", "id")
-    try:
-        await durable.start(client, submitted, deps)
-    except durable.StartFailed:
-        return error(503, "unavailable", "the retry could not be started; try again")
-    view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
-    assert view is not None
-    return json_answer(job_api.present(view), 202)

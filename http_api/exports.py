@@ -1,7 +1,8 @@
-"""The export job API: POST/GET /api/exports, GET/DELETE /api/exports/{id}.
+"""The export job API: POST/GET /api/exports, GET/DELETE /api/exports/{id}, POST .../retry.
 
 Thin adapters over `shared.job_api` and `control.durable` (the flows that need the durable
-client): decode the request, call one function, encode the answer.
+client): decode the request, call one function, encode the answer. Also what every kind's API
+shares: the error answers (`guarded`), a new job's start (`accept`) and a retry (`durable_retry`).
 Errors are JSON `{"error": {"code", "message", "field"?}}`; never a stack trace or a secret.
 Blocking work (job records, secrets) runs in a worker thread, off the event loop.
 """
@@ -21,9 +22,10 @@ from control import durable
 from http_api.callers import RateLimited, caller_of, public_base
 from shared import job_api
 from shared.admitting import TooManyJobs
-from shared.callers import Forbidden, Unauthenticated
+from shared.callers import Caller, Forbidden, Unauthenticated
 from shared.deps import get_deps
 from shared.errors import PermanentError, TransientError, ValidationError
+from shared.jobstore import JobKind
 from shared.request_body import PayloadTooLarge, parse_json
 from shared.request_metrics import measured
 
@@ -95,6 +97,25 @@ async def accept(
     return json_answer(body, 202, {"Location": location, "Retry-After": "5"})
 
 
+async def durable_retry(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, job_id: str, caller: Caller | None = None
+) -> func.HttpResponse:
+    """POST .../retry for any kind: re-queue through `job_api.retry`, start, answer the status."""
+    deps = get_deps()
+    caller = caller or caller_of(req, deps)
+    body = parse_json(req.get_body(), empty=None)
+    submitted = await asyncio.to_thread(job_api.retry, job_id, body, deps, caller)
+    if submitted is None:
+        return error(404, "not_found", f"no job {job_id!r}", "id")
+    try:
+        await durable.start(client, submitted, deps)
+    except durable.StartFailed:
+        return error(503, "unavailable", "the retry could not be started; try again")
+    view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
+    assert view is not None
+    return json_answer(job_api.present(view), 202)
+
+
 @bp.route(route="exports", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 async def submit_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
@@ -134,5 +155,22 @@ async def cancel_export(req: func.HttpRequest, client: df.DurableOrchestrationCl
         if view is None:
             return error(404, "not_found", f"no export job {job_id!r}", "id")
         return json_answer(job_api.present(view), 202)
+
+    return await guarded(run)
+
+
+@bp.route(route="exports/{id}/retry", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def retry_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    async def run() -> func.HttpResponse:
+        job_id, deps = req.route_params["id"], get_deps()
+        caller = caller_of(req, deps)
+        view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
+        if (
+            view is None
+            or (view.record.get("kind") or JobKind.FHIR_EXPORT.value) != JobKind.FHIR_EXPORT.value
+        ):
+            return error(404, "not_found", f"no export job {job_id!r}", "id")
+        return await durable_retry(req, client, job_id, caller)
 
     return await guarded(run)

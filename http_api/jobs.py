@@ -18,9 +18,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from control import durable
-from http_api.batches import durable_retry
 from http_api.callers import caller_of
-from http_api.exports import error, guarded, json_answer
+from http_api.exports import durable_retry, error, guarded, json_answer
 from shared import job_api
 from shared.deps import get_deps
 

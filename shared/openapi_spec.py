@@ -301,6 +301,13 @@ def _job_paths() -> Json:
             "delete": _op("cancel_export", "Cancel an export job", "exports", KEY,
                           {"202": cancel, **_CALLER_ERRORS, "404": _shared("NotFound")}),
         },
+        "/exports/{id}/retry": {
+            "parameters": [_JOB_ID_PARAM],
+            "post": _op("retry_export", "Queue a failed export again: succeeded types are kept, the others resume",
+                        "exports", KEY,
+                        {"202": status, **_KEYED_ERRORS, "404": _shared("NotFound"), "409": _shared("Conflict")},
+                        body=retry),
+        },
         "/jobs": {
             "get": _op("list_jobs", "List jobs of every kind, newest first", "jobs", KEY,
                        {"200": _answer("One page of jobs.", ref("JobList")), **_KEYED_ERRORS},

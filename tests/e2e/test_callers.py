@@ -94,7 +94,8 @@ def test_a_named_key_is_the_identity_and_sees_only_its_own_jobs(
     assert listed and {j["requested_by"] for j in listed} == {ALICE}
     # Bob cannot see, cancel or retry it, and cannot tell that it exists.
     for method, path in [("GET", f"api/jobs/{job_id}"), ("GET", f"api/exports/{job_id}"),
-                         ("DELETE", f"api/jobs/{job_id}"), ("POST", f"api/jobs/{job_id}/retry")]:  # fmt: skip
+                         ("DELETE", f"api/jobs/{job_id}"), ("POST", f"api/jobs/{job_id}/retry"),
+                         ("POST", f"api/exports/{job_id}/retry")]:  # fmt: skip
         answer = people["bob"].request(method, path)
         assert answer.status_code == 404, (method, path, answer.text)
     assert job_id not in {j["id"] for j in people["bob"].get("api/jobs").json()["jobs"]}

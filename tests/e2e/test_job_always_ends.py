@@ -254,8 +254,11 @@ def test_an_operator_retry_keeps_what_succeeded_and_resumes_from_the_last_commit
     finally:
         fhir.faults.clear()
     served = len(list(fhir.requests))
-    r = client.http.post(retry_url, json={"source": {"auth_secret": "token-for-the-retry"}})
-    assert r.status_code == 202, r.text
+    # The export API's own retry is the job API's (the 400 above came from /api/jobs).
+    r = client.http.post(
+        client.rt.url(f"api/exports/{job}/retry"), json={"source": {"auth_secret": "token-for-the-retry"}}
+    )
+    assert r.status_code == 202 and r.json()["state"] == "queued", r.text
     status = client.wait(job, timeout=60)
     assert status["state"] == "succeeded", status
     again = list(fhir.requests)[served:]
@@ -267,3 +270,4 @@ def test_an_operator_retry_keeps_what_succeeded_and_resumes_from_the_last_commit
     conflict = client.http.post(retry_url)
     assert conflict.status_code == 409 and "only a failed job" in conflict.json()["error"]["message"]
     assert client.http.post(client.rt.url("api/jobs/nope/retry")).status_code == 404
+    assert client.http.post(client.rt.url("api/exports/nope/retry")).status_code == 404
