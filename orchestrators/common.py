@@ -8,7 +8,7 @@ activity calls (`export_record`), retried patiently because they go to the servi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import azure.durable_functions as df
@@ -50,7 +50,11 @@ def wait_unless_cancelled(context: df.DurableOrchestrationContext, seconds: floa
 
 
 def call_retrying(
-    context: df.DurableOrchestrationContext, activity: str, payload: Any, policy: RetryPolicy
+    context: df.DurableOrchestrationContext,
+    activity: str,
+    payload: Any,
+    policy: RetryPolicy,
+    note_failure: Callable[[Exception], Any] | None = None,
 ) -> Gen:
     """Call `activity` under a job's retry policy, as `call_activity_with_retry` would (up to
     `policy.max_attempts` attempts, `first_retry_interval_ms` apart), but wait each interval
@@ -58,15 +62,19 @@ def call_retrying(
     so a cancel during an hour-long interval would wait the hour. A cancel raised during an
     attempt is kept by the SDK until the next wait listens for it.
 
-    The activity's answer; `CANCELLED` when a cancel came during a wait; the last failure raised
-    once every attempt failed."""
+    `note_failure(error)`, when given, makes the task (a record write) that tells a person why
+    the step waits to be tried again; it runs before each wait. The activity's answer;
+    `CANCELLED` when a cancel came during a wait; the last failure raised once every attempt
+    failed."""
     attempt = 1
     while True:
         try:
             return (yield context.call_activity(activity, payload))
-        except Exception:
+        except Exception as exc:
             if attempt >= policy.max_attempts:
                 raise
+            if note_failure is not None:
+                yield note_failure(exc)
         if (yield from wait_unless_cancelled(context, policy.first_retry_interval_ms / 1000)):
             return CANCELLED
         attempt += 1

@@ -193,7 +193,8 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
         )
         try:
             if given.cancellable_retries:
-                raw = yield from call_retrying(context, PAGE_ACTIVITY, task.to_dict(), options.retry)
+                raw = yield from call_retrying(context, PAGE_ACTIVITY, task.to_dict(), options.retry,
+                                               lambda exc: _note_retrying(context, given, exc))  # fmt: skip
             else:
                 raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
@@ -266,6 +267,13 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                     return plan.type_outcome(last_commit, "failed", result.error)
             yield record_part(context, given.job_id, cp.type, PartUpdate("succeeded", pages=done.pages_done))
             return plan.type_outcome(done, "succeeded")
+
+
+def _note_retrying(context: df.DurableOrchestrationContext, given: TypeInput, error: Exception) -> Any:
+    """The type's part `retrying` with why, while a page waits to be tried again (the next
+    commit writes it `running` again, as after any failure)."""
+    update = PartUpdate("retrying", last_error=readable(error))
+    return record_part(context, given.job_id, given.checkpoint.type, update)
 
 
 def _type_failure(

@@ -152,6 +152,23 @@ def test_retrying_state_is_visible(client: ExportClient, azurite: Azurite, fhir:
     assert client.wait(job, timeout=60)["state"] == "succeeded"
 
 
+def test_a_page_waiting_a_long_retry_interval_says_why_and_a_cancel_ends_it_at_once(
+    client: ExportClient, azurite: Azurite, fhir: FhirTestServer, service: RuntimeProcess
+) -> None:
+    fhir.faults.add(Fault(kind="status", status=503, diagnostics="down for maintenance",
+                          resource_type="Patient", page=2, times=None))  # fmt: skip
+    options = {"retry": {"first_retry_interval_ms": 600_000, "max_attempts": 5}, "commit_every_pages": 1}
+    job = client.start(body(fhir, azurite, ["Patient"], "longwait", "w", page_size=40, **options))
+    seen = client.wait(job, timeout=60, states={"retrying", "succeeded", "failed"})  # at the first failure
+    assert seen["state"] == "retrying" and seen["progress"]["Patient"]["state"] == "retrying", seen
+    assert "503" in seen["last_error"] and "down for maintenance" in seen["last_error"], seen
+    r = client.http.delete(client.rt.url(f"api/exports/{job}"))
+    assert r.status_code == 202
+    status = client.wait(job, timeout=30)  # not the 10 minutes of the interval
+    assert status["state"] == "cancelled", status
+    assert blobs(azurite, "longwait", "w/") == [] and secrets_left(service, job) == []
+
+
 def test_cancel_stops_work_deletes_partial_files_and_secrets(client: ExportClient, azurite: Azurite,
                                                             fhir: FhirTestServer, service: RuntimeProcess) -> None:  # fmt: skip
     fhir.faults.add(Fault(kind="slow", delay_s=0.2, times=None))

@@ -43,8 +43,8 @@ def drive(steps: Generator[Any, Any, Any], answer: Callable[[Task], Any]) -> Any
 
 
 def attempts(*results: Any, cancel_wait: int | None = None) -> Callable[[Task], Any]:
-    """Answer the activity's attempts in turn; let each wait's timer fire, except wait
-    `cancel_wait` (1: the first), where the cancel event wins."""
+    """Answer the activity's attempts in turn (record writes with None); let each wait's timer
+    fire, except wait `cancel_wait` (1: the first), where the cancel event wins."""
     given, waits = iter(results), 0
 
     def answer(task: Task) -> Any:
@@ -52,7 +52,7 @@ def attempts(*results: Any, cancel_wait: int | None = None) -> Callable[[Task], 
         if task.kind == "any":
             waits += 1
             return next(t for t in task.children if t.kind == ("event" if waits == cancel_wait else "timer"))
-        return next(given)
+        return None if task.kind == "activity-with-retry" else next(given)
 
     return answer
 
@@ -124,6 +124,11 @@ def test_a_cancel_while_a_page_waits_to_be_tried_again_ends_the_type_at_once() -
     outcome = drive(orchestrator(export.export_type)(context), attempts(RuntimeError("down"), cancel_wait=1))
     assert outcome["state"] == "cancelled"
     assert [t.name for t in kinds(context, "activity")] == [export_tasks.PAGE_ACTIVITY]
+    [noted] = kinds(context, "activity-with-retry")  # the part says why it waits, before the wait
+    assert noted.payload["part"] == "Patient" and noted.payload["part_update"] == {
+        "state": "retrying",
+        "last_error": "down",
+    }
     older = Context(type_input())  # a type started before: the runtime's retries
     assert orchestrator(export.export_type)(older).send(None).kind == "activity-with-retry"
 
