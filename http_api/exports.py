@@ -166,10 +166,8 @@ async def retry_export(req: func.HttpRequest, client: df.DurableOrchestrationCli
         job_id, deps = req.route_params["id"], get_deps()
         caller = caller_of(req, deps)
         view = await asyncio.to_thread(job_api.find, job_id, deps, caller)
-        if (
-            view is None
-            or (view.record.get("kind") or JobKind.FHIR_EXPORT.value) != JobKind.FHIR_EXPORT.value
-        ):
+        kind = view.record.get("kind") or JobKind.FHIR_EXPORT.value if view is not None else None
+        if kind != JobKind.FHIR_EXPORT.value:  # records older than kinds are exports
             return error(404, "not_found", f"no export job {job_id!r}", "id")
         return await durable_retry(req, client, job_id, caller)
 

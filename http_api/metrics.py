@@ -3,8 +3,8 @@ hook that sends traces and logs to Azure Monitor (`configure_telemetry`, called 
 
 Function-key auth like the rest of the API: a scraper sends the key as the `x-functions-key`
 header (or `?code=`), and is a caller like any other (`caller_of`: an identity when
-REQUIRE_IDENTITY is set, within the rate limit). The figures (`shared.metrics`) come from the job store and the outbox,
-cached per process for 15 s, and from the durable runtime (instances Pending or Running, one
+REQUIRE_IDENTITY is set, within the rate limit). The figures (`shared.metrics`) come from the
+job store and the outbox, cached per process for 15 s, and from the durable runtime (instances Pending or Running, one
 query, cached alike); request counts and latencies are this process's (`shared.request_metrics`).
 A source that cannot be read shows as its `bulk_export_*_up` gauge at 0, not as a failed scrape.
 """

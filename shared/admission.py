@@ -19,8 +19,8 @@ Sessions are capped like the others, per kind and per their `requested_by`; a se
 a named requester (`auto-export@sessions.invalid`, the service itself) is in `uncapped_users`
 and counts per kind only. `MAX_OPEN_JOBS_PER_USER` bounds the line itself: a requester with
 that many unfinished jobs has a new one refused (`open_cap_reason`), so one client's loop cannot
-fill the job store with waiting jobs that each poll it. The module also holds the admission activity's contracts and the
-back-off of a waiting job. No I/O, no clock.
+fill the job store with waiting jobs that each poll it. The module also holds the admission
+activity's contracts and the back-off of a waiting job. No I/O, no clock.
 """
 
 from __future__ import annotations

@@ -5,23 +5,21 @@ that ended meanwhile keeps its end, and a store that does not answer changes not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import httpx
 import pytest
 
 from shared import batching, exporting
 from shared.batch_contracts import parse_batch_request
 from shared.batch_tasks import BatchInput
-from shared.config import Settings
 from shared.contracts import parse_export_request
 from shared.deps import Deps
 from shared.errors import TransientError
 from shared.export_tasks import JobInput
 from shared.jobs import JobState
-from shared.jobstore import JobKind, JobUpdate, MemoryJobStore, new_record
+from shared.jobstore import JobKind, JobUpdate, new_record
 from shared.preparing import note_retrying
-from shared.secrets.local import LocalSecretStore
+from tests.unit.shared.test_admitting import make_deps
 
 pytestmark = pytest.mark.unit
 
@@ -30,13 +28,7 @@ DOWN = TransientError("metadata http://127.0.0.1:9/fhir/metadata: connection fai
 
 @pytest.fixture
 def deps(tmp_path: Path) -> Deps:
-    return Deps(
-        settings=Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
-        secrets=LocalSecretStore(tmp_path / "secrets"),
-        jobs=MemoryJobStore(),
-        http=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))),
-        smart=cast(Any, None),
-    )
+    return make_deps(tmp_path)
 
 
 def queued(deps: Deps, job_id: str, kind: JobKind = JobKind.FHIR_EXPORT) -> str:
