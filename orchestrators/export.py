@@ -27,6 +27,7 @@ Deterministic: no I/O, clock or randomness here; times come from the context.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -192,11 +193,7 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             query=cp.query,
         )
         try:
-            if given.cancellable_retries:
-                raw = yield from call_retrying(context, PAGE_ACTIVITY, task.to_dict(), options.retry,
-                                               lambda exc: _note_retrying(context, given, exc))  # fmt: skip
-            else:
-                raw = yield context.call_activity_with_retry(PAGE_ACTIVITY, _retry(request), task.to_dict())
+            raw = yield from _attempt(context, given, PAGE_ACTIVITY, task.to_dict())
         except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
             return (yield from _type_failure(context, given, last_commit, readable(exc)))
         if raw == CANCELLED:
@@ -230,9 +227,11 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 commit=CommitTask(job_id=given.job_id, request=request, file=cp.files[-1]), checkpoint=after
             )
             try:
-                raw = yield context.call_activity_with_retry(COMMIT_ACTIVITY, _retry(request), work.to_dict())
+                raw = yield from _attempt(context, given, COMMIT_ACTIVITY, work.to_dict())
             except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
                 return (yield from _type_failure(context, given, last_commit, readable(exc)))
+            if raw == CANCELLED:
+                return plan.type_outcome(last_commit, "cancelled")
             result = CommitResult.from_dict(raw)
             if result.error:
                 yield record_part(
@@ -255,11 +254,11 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
                 last_file = CommitTask(job_id=given.job_id, request=request, file=done.files[-1])
                 work = CommitAndRecord(commit=last_file, checkpoint=done)
                 try:
-                    raw = yield context.call_activity_with_retry(
-                        COMMIT_ACTIVITY, _retry(request), work.to_dict()
-                    )
+                    raw = yield from _attempt(context, given, COMMIT_ACTIVITY, work.to_dict())
                 except Exception as exc:  # noqa: BLE001 - a transient failure that outlived its retries
                     return (yield from _type_failure(context, given, last_commit, readable(exc)))
+                if raw == CANCELLED:
+                    return plan.type_outcome(last_commit, "cancelled")
                 if (result := CommitResult.from_dict(raw)).error:
                     yield record_part(
                         context, given.job_id, cp.type, PartUpdate("failed", last_error=result.error)
@@ -269,9 +268,20 @@ def export_type(context: df.DurableOrchestrationContext) -> Gen:
             return plan.type_outcome(done, "succeeded")
 
 
+def _attempt(context: df.DurableOrchestrationContext, given: TypeInput, activity: str, work: Any) -> Gen:
+    """A page read or a commit under the job's retry policy. A type started since retries
+    became cancellable waits between attempts through `call_retrying` (its answer may be
+    CANCELLED), saying why; an older one replays with the runtime's retries. Only a failed
+    attempt is ever left behind, never one in flight, so a cancel in a commit's wait is safe."""
+    if given.cancellable_retries:
+        note = functools.partial(_note_retrying, context, given)
+        return (yield from call_retrying(context, activity, work, given.request.options.retry, note))
+    return (yield context.call_activity_with_retry(activity, _retry(given.request), work))
+
+
 def _note_retrying(context: df.DurableOrchestrationContext, given: TypeInput, error: Exception) -> Any:
-    """The type's part `retrying` with why, while a page waits to be tried again (the next
-    commit writes it `running` again, as after any failure)."""
+    """The type's part `retrying` with why, while a page or a commit waits to be tried again
+    (the next commit writes it `running` again, as after any failure)."""
     update = PartUpdate("retrying", last_error=readable(error))
     return record_part(context, given.job_id, given.checkpoint.type, update)
 

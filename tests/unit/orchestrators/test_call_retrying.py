@@ -1,7 +1,8 @@
 """Retrying a job's step under its retry policy (`orchestrators.common.call_retrying`), driven
 step by step with a fake orchestration context: the attempts and the waits between them, the
 last failure raised, and a cancel during a wait ending it at once; the export's and the batch's
-preparation use it for runs started since, and keep the runtime's retries for older runs."""
+preparation and the export's pages and commits use it for runs started since, and keep the
+runtime's retries for older runs."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 from orchestrators import batch, export
 from orchestrators.common import CANCELLED, call_retrying
 from shared import batch_tasks, export_tasks
-from shared.contracts import TypeCheckpoint
-from shared.export_tasks import CANCEL_EVENT
+from shared._strict import replace
+from shared.contracts import PageResult, TypeCheckpoint, file_name
+from shared.destinations.base import block_id
+from shared.export_tasks import CANCEL_EVENT, PageOutcome
 from shared.retry import RetryPolicy
 from tests.unit.orchestrators.test_wait_turn import FakeContext, Task, batch_input, export_input, orchestrator
 
@@ -142,3 +145,22 @@ def test_the_types_of_a_run_started_since_retry_their_pages_cancellably() -> Non
     steps.send(None)
     [child] = kinds(context, "orchestration")
     assert child.name == export_tasks.TYPE_ORCHESTRATOR and child.payload["cancellable_retries"] is True
+
+
+def test_a_cancel_while_a_commit_waits_to_be_tried_again_ends_the_type_at_once() -> None:
+    job = export_tasks.JobInput.from_dict(export_input())
+    request = replace(job.request, options=replace(job.request.options, commit_every_pages=1))
+    given = export_tasks.TypeInput(job_id="e1", request=request, checkpoint=TypeCheckpoint(type="Patient"),
+                                   cancellable_retries=True).to_dict()  # fmt: skip
+    page = PageResult(type="Patient", page=1, file_name=file_name("Patient", 1),
+                      block_id=block_id("Patient", 1, 1), size_bytes=10, resources=1, next_cursor="c2")  # fmt: skip
+    context = Context(given)
+    answers = attempts(PageOutcome(result=page).to_dict(), RuntimeError("storage down"), cancel_wait=1)
+    outcome = drive(orchestrator(export.export_type)(context), answers)
+    assert outcome["state"] == "cancelled"
+    assert [t.name for t in kinds(context, "activity")] == [
+        export_tasks.PAGE_ACTIVITY,
+        export_tasks.COMMIT_ACTIVITY,
+    ]
+    [noted] = kinds(context, "activity-with-retry")
+    assert noted.payload["part_update"]["last_error"] == "storage down"
