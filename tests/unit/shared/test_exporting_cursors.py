@@ -12,9 +12,9 @@ import pytest
 
 from shared import exporting
 from shared.contracts import PageTask, parse_export_request
+from shared.secrets.memory import MemorySecretStore
 from shared.sources import Page, Searches
 from shared.sources.cursor_seal import PREFIX, SEALING_KEY_SECRET
-from tests.unit.shared.sources.test_cursor_seal import FakeSecrets
 
 pytestmark = pytest.mark.unit
 
@@ -79,7 +79,7 @@ def read_all(source: LinkSource, deps: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_next_links_with_a_token_are_stored_sealed(monkeypatch: pytest.MonkeyPatch) -> None:
     links = (f"{BASE}?_getpages=a&token={TOKEN}", f"{BASE}?_getpages=b&token={TOKEN}")
-    store = FakeSecrets()
+    store = MemorySecretStore()
     source = LinkSource(links)
     stored = read_all(source, SimpleNamespace(secrets=store), monkeypatch)
     assert stored[2] is None
@@ -96,7 +96,7 @@ def test_plain_next_links_stay_plain(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_sealed_cursor_without_its_key_fails_the_page_permanently(monkeypatch: pytest.MonkeyPatch) -> None:
     links = (f"{BASE}?token={TOKEN}&p=1", f"{BASE}?token={TOKEN}&p=2")
-    store = FakeSecrets()
+    store = MemorySecretStore()
     sealed = read_all(LinkSource(links), SimpleNamespace(secrets=store), monkeypatch)[0]
     store.values.clear()
     exporting._cursor_seal = None  # another process, after the key was lost

@@ -18,7 +18,7 @@ import pytest
 from shared.bulkdata import BulkDataError
 from shared.errors import TransientError
 from shared.jti_store import MemoryJtiStore
-from shared.secrets.base import SecretNotFoundError
+from shared.secrets.memory import MemorySecretStore
 from shared.smart_auth import (
     ASSERTION_TYPE,
     KEY_HOLDER,
@@ -44,24 +44,6 @@ FORM = "application/x-www-form-urlencoded"
 JWKS_URL = "https://keys.example/warehouse.json"
 FRONTDOOR_KEY = "frontdoor-key-0123456789abcdef"
 RSA, EC, OTHER_RSA = ClientKey.rsa("rsa-1"), ClientKey.ec("ec-1"), ClientKey.rsa("rsa-1")
-
-
-class FakeSecrets:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.reads = 0
-
-    def set(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def get(self, name: str) -> str:
-        self.reads += 1
-        if name not in self.values:
-            raise SecretNotFoundError(name)
-        return self.values[name]
-
-    def delete(self, name: str) -> None:
-        self.values.pop(name, None)
 
 
 class Clock:
@@ -99,7 +81,7 @@ class World:
 
     def __init__(self) -> None:
         self.clock = Clock()
-        self.secrets = FakeSecrets()
+        self.secrets = MemorySecretStore()
         self.jti = MemoryJtiStore()
         self.jwks_host = FakeJwksHost(EC.jwks())
         self.auth = self.other()
@@ -357,7 +339,7 @@ def test_the_key_is_read_from_the_store_only_now_and_then(world: World) -> None:
 def test_a_key_another_instance_wrote_is_picked_up_when_a_signature_fails(world: World) -> None:
     first = world.token().body["access_token"]
     # Another instance raced this one on first use and its key won: its tokens must verify here.
-    racer_secrets = FakeSecrets()
+    racer_secrets = MemorySecretStore()
     mine, world.auth = world.auth, world.other(secrets=racer_secrets)
     theirs = world.token().body["access_token"]
     world.auth = mine

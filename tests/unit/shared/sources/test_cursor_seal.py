@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import PermanentError, SourceDataError
-from shared.secrets.base import SecretNotFoundError, check_secret_name
+from shared.secrets.base import check_secret_name
+from shared.secrets.memory import MemorySecretStore
 from shared.sources.cursor_seal import (
     MAX_SEALED_LENGTH,
     PREFIX,
@@ -26,30 +27,12 @@ WITH_TOKEN = f"https://fhir.example.test/r4?_getpages=abc&_getpagesoffset=50&tok
 PLAIN = "https://fhir.example.test/r4/Patient?_count=50&ct=MTA6Mw"
 
 
-class FakeSecrets:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.reads = 0
-
-    def set(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def get(self, name: str) -> str:
-        self.reads += 1
-        if name not in self.values:
-            raise SecretNotFoundError(name)
-        return self.values[name]
-
-    def delete(self, name: str) -> None:
-        self.values.pop(name, None)
-
-
-def seal_over(store: FakeSecrets) -> CursorSeal:
+def seal_over(store: MemorySecretStore) -> CursorSeal:
     return CursorSeal(lambda: store)
 
 
 def test_a_cursor_with_a_token_is_sealed_and_opens_again() -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     sealed = seal_over(store).seal(WITH_TOKEN)
     assert sealed is not None and sealed.startswith(PREFIX)
     assert TOKEN not in sealed and "fhir.example.test" not in sealed
@@ -62,14 +45,14 @@ def test_a_cursor_with_a_token_is_sealed_and_opens_again() -> None:
 
 
 def test_sealing_twice_gives_different_texts_that_open_alike() -> None:
-    seal = seal_over(FakeSecrets())
+    seal = seal_over(MemorySecretStore())
     first, second = seal.seal(WITH_TOKEN), seal.seal(WITH_TOKEN)
     assert first != second  # a fresh nonce each time
     assert seal.unseal(first) == seal.unseal(second) == WITH_TOKEN
 
 
 def test_the_key_is_read_once_per_process() -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     seal = seal_over(store)
     for _ in range(5):
         assert seal.unseal(seal.seal(WITH_TOKEN)) == WITH_TOKEN
@@ -78,7 +61,7 @@ def test_the_key_is_read_once_per_process() -> None:
 
 @pytest.mark.parametrize("cursor", [PLAIN, None, "0:1", "opaque-server-cursor"])
 def test_cursors_without_credentials_stay_plain_and_never_touch_the_store(cursor: str | None) -> None:
-    def no_store() -> FakeSecrets:
+    def no_store() -> MemorySecretStore:
         raise AssertionError("the secret store was used")
 
     seal = CursorSeal(no_store)
@@ -101,7 +84,7 @@ def test_what_redact_url_would_hide_is_sealed(cursor: str) -> None:
 
 
 def test_a_key_replaced_by_another_instance_is_read_again() -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     mine = seal_over(store)
     mine.seal(WITH_TOKEN)  # this process caches the first key
     store.values[SEALING_KEY_SECRET] = "written-by-a-racing-instance"
@@ -110,7 +93,7 @@ def test_a_key_replaced_by_another_instance_is_read_again() -> None:
 
 
 def test_cursors_sealed_by_two_instances_racing_on_first_use_both_open_everywhere() -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     first, second = seal_over(store), seal_over(store)
     by_first = first.seal(WITH_TOKEN)
     current = store.values.pop(SEALING_KEY_SECRET)  # the second read before the first wrote
@@ -121,7 +104,7 @@ def test_cursors_sealed_by_two_instances_racing_on_first_use_both_open_everywher
 
 
 def test_a_lost_key_fails_permanently_naming_the_secret() -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     sealed = seal_over(store).seal(WITH_TOKEN)
     store.values.clear()
     with pytest.raises(PermanentError, match=SEALING_KEY_SECRET) as lost:
@@ -136,7 +119,7 @@ def test_a_lost_key_fails_permanently_naming_the_secret() -> None:
 
 @given(st.integers(min_value=len(PREFIX) + 9, max_value=200), st.text(min_size=1, max_size=3))
 def test_a_damaged_cursor_fails_permanently(cut: int, garbage: str) -> None:
-    store = FakeSecrets()
+    store = MemorySecretStore()
     sealed = seal_over(store).seal(WITH_TOKEN)
     assert sealed is not None
     damaged = sealed[:cut] + garbage + sealed[cut + len(garbage) :]
@@ -150,5 +133,5 @@ def test_a_damaged_cursor_fails_permanently(cut: int, garbage: str) -> None:
 def test_a_next_link_too_long_for_a_checkpoint_is_a_source_error() -> None:
     long_link = WITH_TOKEN + "&pad=" + "x" * MAX_SEALED_LENGTH
     with pytest.raises(SourceDataError, match="too long") as caught:
-        seal_over(FakeSecrets()).seal(long_link)
+        seal_over(MemorySecretStore()).seal(long_link)
     assert TOKEN not in str(caught.value)
